@@ -1,0 +1,41 @@
+"""Shared fixtures: a real OTLP/gRPC receiver on 127.0.0.1:0 and a clean OTel environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from k8s_otel.receiver import OTLPReceiver
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OTLPReceiver]:
+    """A real OTLP gRPC trace receiver; records requests and metadata."""
+    receiver = OTLPReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start with no OTEL_*/K8S_OTEL_* variables and no in-pod variables from the host."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "K8S_OTEL_")) or name in {
+            "KUBERNETES_SERVICE_HOST",
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "POD_UID",
+            "POD_IP",
+            "NODE_NAME",
+            "CONTAINER_NAME",
+            "K8S_CLUSTER_NAME",
+        }:
+            monkeypatch.delenv(name, raising=False)
