@@ -1,0 +1,142 @@
+"""The OTLP exporter, built from resolved settings only, created lazily and again after a fork.
+
+gRPC channels made before ``fork()`` are unsafe in the child (gunicorn ``--preload``), so no
+channel exists until the batch processor's worker first exports, and a child process builds its
+own exporter the first time it exports. Every argument is passed explicitly, so the stock
+exporter's own environment reading (seconds for the timeout, TLS on a bare ``host:port``, a
+raise on ``compression=none``) never comes into play.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Callable, Optional
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
+
+__all__ = ["ForkSafeExporter", "build_exporter"]
+
+_logger = logging.getLogger(__name__)
+
+
+class ForkSafeExporter(SpanExporter):
+    """Creates the real exporter on first export, and anew in a forked child."""
+
+    def __init__(self, factory: Callable[[], SpanExporter]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._exporter: Optional[SpanExporter] = None
+        self._pid = 0
+        self._shutdown = False
+
+    def _current(self) -> Optional[SpanExporter]:
+        pid = os.getpid()
+        if self._exporter is not None and self._pid == pid:
+            return self._exporter
+        with self._lock:
+            if self._shutdown:
+                return None
+            if self._exporter is None or self._pid != pid:
+                # In a forked child the parent's exporter (and its channel) is abandoned, not closed:
+                # closing a channel inherited across fork is itself unsafe.
+                self._exporter = self._factory()
+                self._pid = pid
+            return self._exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exporter = self._current()
+        if exporter is None:
+            return SpanExportResult.FAILURE
+        return exporter.export(spans)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        exporter = self._exporter
+        return True if exporter is None else exporter.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        with self._lock:
+            self._shutdown = True
+            exporter, self._exporter = self._exporter, None
+        if exporter is not None and self._pid == os.getpid():
+            exporter.shutdown()
+
+
+def _read(path: Optional[str]) -> Optional[bytes]:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read(1 << 20)
+    except OSError as error:
+        _logger.error("cannot read TLS file %s: %s", path, error.strerror or error)
+        return None
+
+
+def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    credentials = None
+    if not settings.insecure.value:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(settings.certificate.value),
+            private_key=_read(settings.client_key.value),
+            certificate_chain=_read(settings.client_certificate.value),
+        )
+    return OTLPSpanExporter(
+        endpoint=settings.grpc_target,
+        insecure=settings.insecure.value,
+        credentials=credentials,
+        headers=settings.headers.value or None,
+        timeout=settings.timeout_millis.value / 1000.0,
+        compression=grpc.Compression.Gzip
+        if settings.compression.value == "gzip"
+        else grpc.Compression.NoCompression,
+    )
+
+
+def _http_exporter(settings: EffectiveSettings) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=settings.endpoint.value,
+        certificate_file=settings.certificate.value or None,
+        client_key_file=settings.client_key.value or None,
+        client_certificate_file=settings.client_certificate.value or None,
+        headers=dict(settings.headers.value) or None,
+        timeout=settings.timeout_millis.value / 1000.0,
+        compression=Compression.Gzip if settings.compression.value == "gzip" else Compression.NoCompression,
+    )
+
+
+def build_exporter(settings: EffectiveSettings) -> tuple[Optional[SpanExporter], Optional[str]]:
+    """The exporter for ``settings``, or ``(None, reason)`` when the protocol cannot be honoured.
+
+    Never sends gRPC to an OTLP/HTTP endpoint: ``http/protobuf`` uses the OTLP/HTTP exporter (the
+    ``k8s-otel[http]`` extra) or nothing at all.
+    """
+    protocol = settings.protocol.value
+    if protocol == GRPC:
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter  # fail here, not in the worker
+
+        return ForkSafeExporter(lambda: _grpc_exporter(settings)), None
+    if protocol == HTTP_PROTOBUF:
+        try:
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+        except ImportError:
+            return None, (
+                f"OTLP protocol http/protobuf ({settings.protocol.describe()}) needs the OTLP/HTTP exporter: "
+                "pip install 'k8s-otel[http]'. No spans will be exported; gRPC is never sent to an HTTP port"
+            )
+        return ForkSafeExporter(lambda: _http_exporter(settings)), None
+    return (
+        None,
+        f"OTLP protocol {protocol!r} is not supported (use grpc or http/protobuf); no spans will be exported",
+    )

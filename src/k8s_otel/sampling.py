@@ -1,0 +1,219 @@
+"""The sampler kube-apiserver and the kubelet build from ``samplingRatePerMillion``.
+
+component-base ``NewProvider`` builds ``ParentBased(TraceIDRatioBased(rate / 1e6))``, or
+``ParentBased(NeverSample())`` when the rate is unset or 0. The root decision here is the Go
+SDK's, bit for bit: ``(low 64 bits of the trace id) >> 1 < int(fraction * 2**63)``. The stock Python
+``TraceIdRatioBased`` rounds ``fraction * 2**64`` instead and so decides differently for one or two
+trace ids at rates below 489 per million; a Python webhook must agree with the apiserver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Optional
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+__all__ = [
+    "MAX_SAMPLES_PER_MILLION",
+    "PerMillionSampler",
+    "TraceIDRatioBased",
+    "go_trace_id_upper_bound",
+    "parse_samples_per_million",
+    "per_million_sampler_from_env",
+    "validate_samples_per_million",
+]
+
+_logger = logging.getLogger(__name__)
+
+MAX_SAMPLES_PER_MILLION = 1_000_000
+_LOW_64_BITS = (1 << 64) - 1
+
+
+def go_trace_id_upper_bound(fraction: float) -> int:
+    """``uint64(fraction * (1 << 63))`` as the Go SDK computes it: a float64 multiply, then truncation."""
+    return int(fraction * (1 << 63))
+
+
+def validate_samples_per_million(value: object) -> Optional[int]:
+    """Return ``value`` as an int rate, or raise ValueError worded as Kubernetes validation words it.
+
+    ``None`` means unset. Accepted: ints, and floats with no fraction, from 0 to 1_000_000.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an integer "
+            f"from 0 to {MAX_SAMPLES_PER_MILLION}"
+        )
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(
+                f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an "
+                f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
+            )
+        value = int(value)
+    if value < 0:
+        raise ValueError(f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive")
+    if value > MAX_SAMPLES_PER_MILLION:
+        raise ValueError(
+            f"samplingRatePerMillion: Invalid value: {value}: "
+            "sampling rate per million must be less than or equal to one million"
+        )
+    return value
+
+
+def parse_samples_per_million(text: Optional[str]) -> Optional[int]:
+    """Parse ``OTEL_TRACES_SAMPLER_ARG``-style text: a decimal integer, surrounding blanks allowed.
+
+    ``None`` or blank text means unset. Anything else that is not a valid rate raises ValueError.
+    """
+    if text is None or not text.strip():
+        return None
+    stripped = text.strip()
+    if len(stripped) > 16 or not stripped.lstrip("+-").isdigit() or not stripped.isascii():
+        raise ValueError(
+            f"samplingRatePerMillion: Invalid value: {stripped[:40]!r}: sampling rate per million must be an "
+            f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
+        )
+    return validate_samples_per_million(int(stripped))
+
+
+class TraceIDRatioBased(Sampler):
+    """Go's ``TraceIDRatioBased``: samples iff ``(trace_id & 2**64-1) >> 1 < int(fraction * 2**63)``.
+
+    Like Go it ignores the parent; use it as the root of a ParentBased sampler.
+    """
+
+    __slots__ = ("_bound", "_description")
+
+    def __init__(self, fraction: float) -> None:
+        if fraction >= 1:
+            self._bound = 1 << 63  # every 63-bit value is below it: always sample
+            self._description = "TraceIDRatioBased{1}"
+        elif fraction <= 0:
+            self._bound = 0
+            self._description = "TraceIDRatioBased{0}"
+        else:
+            self._bound = go_trace_id_upper_bound(fraction)
+            # Go's %g and Python's repr agree for floats in (0, 1).
+            self._description = f"TraceIDRatioBased{{{fraction!r}}}"
+
+    @property
+    def bound(self) -> int:
+        return self._bound
+
+    def should_sample(
+        self,
+        parent_context: Optional[Context],
+        trace_id: int,
+        name: str,
+        kind: Optional[SpanKind] = None,
+        attributes: Attributes = None,
+        links: Optional[Sequence[Link]] = None,
+        trace_state: Optional[TraceState] = None,
+    ) -> SamplingResult:
+        if (trace_id & _LOW_64_BITS) >> 1 < self._bound:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, _parent_trace_state(parent_context))
+        return SamplingResult(Decision.DROP, None, _parent_trace_state(parent_context))
+
+    def get_description(self) -> str:
+        return self._description
+
+
+def _parent_trace_state(parent_context: Optional[Context]) -> Optional[TraceState]:
+    """The parent's tracestate, passed through unchanged as every Go sampler does."""
+    if parent_context is None:
+        return None
+    return get_current_span(parent_context).get_span_context().trace_state
+
+
+class PerMillionSampler(ParentBased):
+    """``ParentBased`` around the root sampler kube-apiserver builds from ``samplingRatePerMillion``.
+
+    ``None`` or 0: roots are never sampled, parents are respected. 1_000_000: every root is sampled.
+    Anything else: Go's ``TraceIDRatioBased(rate / 1_000_000)``. Delegates for parents are the
+    ParentBased defaults, as in component-base (``ParentBased`` is called with no options).
+    """
+
+    def __init__(self, samples_per_million: Optional[int]) -> None:
+        rate = validate_samples_per_million(samples_per_million)
+        self.samples_per_million = rate
+        root: Sampler
+        if not rate:
+            root = ALWAYS_OFF
+        else:
+            root = TraceIDRatioBased(rate / MAX_SAMPLES_PER_MILLION)
+        super().__init__(root)
+        self._root_bound = root.bound if isinstance(root, TraceIDRatioBased) else 0
+
+    def should_sample(
+        self,
+        parent_context: Optional[Context],
+        trace_id: int,
+        name: str,
+        kind: Optional[SpanKind] = None,
+        attributes: Attributes = None,
+        links: Optional[Sequence[Link]] = None,
+        trace_state: Optional[TraceState] = None,
+    ) -> SamplingResult:
+        # Same decisions as ParentBased with the default delegates, without the four indirections:
+        # with a valid parent (remote or local) follow its sampled flag, else ask the root.
+        parent = get_current_span(parent_context).get_span_context()
+        if parent.is_valid:
+            if parent.trace_flags.sampled:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+            return SamplingResult(Decision.DROP, None, parent.trace_state)
+        if (trace_id & _LOW_64_BITS) >> 1 < self._root_bound:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+        return SamplingResult(Decision.DROP, None, None)
+
+    def get_description(self) -> str:
+        # Go's layout; Python's ParentBased description uses the same one, spelled out here so that
+        # an SDK change cannot silently diverge from the apiserver's text.
+        return (
+            f"ParentBased{{root:{self._root.get_description()},"
+            f"remoteParentSampled:{self._remote_parent_sampled.get_description()},"
+            f"remoteParentNotSampled:{self._remote_parent_not_sampled.get_description()},"
+            f"localParentSampled:{self._local_parent_sampled.get_description()},"
+            f"localParentNotSampled:{self._local_parent_not_sampled.get_description()}}}"
+        )
+
+    def __repr__(self) -> str:
+        return f"PerMillionSampler({self.samples_per_million!r})"
+
+
+def per_million_sampler_from_env(arg: object = None) -> Sampler:
+    """Factory for the ``opentelemetry_traces_sampler`` entry point ``k8s_per_million``.
+
+    The SDK passes ``OTEL_TRACES_SAMPLER_ARG`` verbatim: a string, or None when unset. When a factory
+    raises, the SDK falls back to always-on sampling, so this never raises: a bad value is logged
+    once and gives the Kubernetes "rate unset" behaviour (parent-based, never sample roots).
+    """
+    try:
+        if isinstance(arg, str) or arg is None:
+            rate = parse_samples_per_million(arg)
+        else:
+            rate = validate_samples_per_million(arg)
+    except ValueError as error:
+        shown = arg.strip()[:40] if isinstance(arg, str) else arg
+        _logger.error(
+            "OTEL_TRACES_SAMPLER=k8s_per_million: ignoring OTEL_TRACES_SAMPLER_ARG=%r (%s); root spans "
+            "will not be sampled, as Kubernetes does when samplingRatePerMillion is unset",
+            shown,
+            error,
+        )
+        rate = None
+    return PerMillionSampler(rate)

@@ -1,0 +1,324 @@
+"""``configure()``: one call builds the TracerProvider that component-base ``NewProvider`` builds.
+
+PerMillionSampler, one BatchSpanProcessor, one OTLP exporter, a resource with the Kubernetes
+attributes. It flushes on interpreter exit and on SIGTERM (``atexit`` alone does not run when a
+pod is sent SIGTERM), and every shutdown is bounded, so a dead collector never holds up pod
+termination.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Callable, Optional, Union
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from k8s_otel.exporter import build_exporter
+from k8s_otel.sampling import PerMillionSampler
+from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
+
+__all__ = ["AlreadyConfiguredError", "TracingHandle", "configure", "resource_for"]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds that exit and SIGTERM give the exporter: well inside the default 30 s grace period."""
+
+
+class _PropagatingTracer(trace.NoOpTracer):
+    """Records nothing but keeps the incoming span context current, so propagation goes on.
+
+    Go's noop tracer does this (kube-apiserver passes a caller's traceparent through with tracing
+    off); the Python API's NoOpTracer does it only from 1.45 on.
+    """
+
+    def start_span(
+        self, name: str, context: Optional[Context] = None, *args: Any, **kwargs: Any
+    ) -> trace.Span:
+        span = trace.get_current_span(context)
+        return (
+            span
+            if isinstance(span, trace.NonRecordingSpan)
+            else trace.NonRecordingSpan(span.get_span_context())
+        )
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Optional[Context] = None, *args: Any, **kwargs: Any
+    ) -> Iterator[trace.Span]:
+        with trace.use_span(self.start_span(name, context), end_on_exit=False) as span:
+            yield span
+
+
+class _PropagatingTracerProvider(trace.NoOpTracerProvider):
+    """The provider ``OTEL_SDK_DISABLED=true`` gives: no spans, context still propagated."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _PropagatingTracer()
+
+
+class AlreadyConfiguredError(RuntimeError):
+    """``configure()`` was called again with different arguments."""
+
+
+def _run_bounded(function: Callable[[], object], timeout: float, what: str) -> bool:
+    """Run ``function`` on a daemon thread and wait at most ``timeout`` seconds for it."""
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            function()
+        except Exception:
+            _logger.exception("k8s_otel: %s failed", what)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"k8s-otel-{what}", daemon=True).start()
+    if done.wait(max(timeout, 0.0)):
+        return True
+    _logger.warning(
+        "k8s_otel: %s did not finish within %.1f s; giving up so the process can exit", what, timeout
+    )
+    return False
+
+
+class TracingHandle:
+    """What ``configure()`` built: the provider, the effective settings, and a bounded shutdown."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider,
+        settings: EffectiveSettings,
+        processor: Optional[BatchSpanProcessor],
+        *,
+        installed: bool,
+        arguments: Mapping[str, Any],
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.settings = settings
+        self.installed = installed
+        self._processor = processor
+        self._arguments = dict(arguments)
+        self._shutdown_lock = threading.Lock()
+        self.is_shut_down = False
+
+    def __repr__(self) -> str:
+        return (
+            f"TracingHandle(endpoint={self.settings.endpoint.value!r}, protocol={self.settings.protocol.value!r}, "
+            f"sampler={self.sampler_description!r}, installed={self.installed})"
+        )
+
+    @property
+    def sampler_description(self) -> str:
+        sampler = getattr(self.tracer_provider, "sampler", None)
+        return sampler.get_description() if sampler is not None else "disabled"
+
+    def force_flush(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
+        """Export what is queued; wait at most ``timeout`` seconds."""
+        processor = self._processor
+        if processor is None or self.is_shut_down:
+            return True
+        return _run_bounded(processor.force_flush, timeout, "flush")
+
+    def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
+        """Flush and close the exporter, waiting at most ``timeout`` seconds. Safe to call twice."""
+        with self._shutdown_lock:
+            if self.is_shut_down:
+                return True
+            self.is_shut_down = True
+        processor = self._processor
+        if processor is None:
+            return True
+        provider = self.tracer_provider
+
+        def stop() -> None:
+            processor.shutdown()  # type: ignore[no-untyped-call]  # drains; the SDK bounds it at 30 s
+            if isinstance(provider, TracerProvider):
+                provider.shutdown()
+
+        if _run_bounded(stop, timeout, "shutdown"):
+            return True
+        # Out of time (collector gone or slow): closing the exporter cancels the RPC in flight and
+        # the retry backoff, so the worker thread stops instead of retrying into the pod's exit.
+        processor.span_exporter.shutdown()
+        return False
+
+
+_state_lock = threading.Lock()
+_installed: Optional[TracingHandle] = None
+
+
+def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[str, Any], None]) -> Resource:
+    """SDK defaults and ``OTEL_RESOURCE_ATTRIBUTES``, then ``resource``, then ``service_name`` on top."""
+    attributes: dict[str, Any] = {}
+    if isinstance(resource, Resource):
+        attributes.update(resource.attributes)
+    elif resource is not None:
+        attributes.update(resource)
+    if settings.service_name.source == "argument":
+        attributes["service.name"] = settings.service_name.value
+    return Resource.create(attributes)
+
+
+def configure(
+    *,
+    endpoint: Optional[str] = None,
+    sampling_rate_per_million: Optional[int] = None,
+    config_file: Optional[Union[str, os.PathLike[str]]] = None,
+    service_name: Optional[str] = None,
+    resource: Union[Resource, Mapping[str, Any], None] = None,
+    headers: Optional[HeadersInput] = None,
+    insecure: Optional[bool] = None,
+    protocol: Optional[str] = None,
+    install: bool = True,
+) -> TracingHandle:
+    """Build, and by default install globally, the TracerProvider kube-apiserver would build.
+
+    ``endpoint`` takes the TracingConfiguration forms (``host:port``, ``dns://``, ``unix://``) and
+    ``http(s)://`` URLs. Arguments beat the TracingConfiguration file (``config_file`` or
+    ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
+    Bad files and variables are logged and ignored; only bad arguments raise. A second call with
+    the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
+    """
+    arguments = {
+        "endpoint": endpoint,
+        "sampling_rate_per_million": sampling_rate_per_million,
+        "config_file": os.fspath(config_file) if config_file is not None else None,
+        "service_name": service_name,
+        "resource": resource,
+        "headers": headers,
+        "insecure": insecure,
+        "protocol": protocol,
+    }
+    global _installed
+    with _state_lock:
+        if install and _installed is not None:
+            return _same_or_raise(_installed, arguments)
+        settings = resolve_settings(
+            endpoint=endpoint,
+            sampling_rate_per_million=sampling_rate_per_million,
+            config_file=config_file,
+            service_name=service_name,
+            headers=headers,
+            insecure=insecure,
+            protocol=protocol,
+        )
+        handle = _build(settings, resource, arguments, install)
+        if install:
+            _installed = handle
+    if handle.installed:
+        atexit.register(handle.shutdown)
+        _chain_sigterm(handle)
+    return handle
+
+
+def _same_or_raise(handle: TracingHandle, arguments: Mapping[str, Any]) -> TracingHandle:
+    if handle.is_shut_down:
+        raise AlreadyConfiguredError(
+            "k8s_otel.configure(): tracing was configured and then shut down in this process; "
+            "OpenTelemetry allows one global TracerProvider per process"
+        )
+    changed = [name for name, value in arguments.items() if handle._arguments.get(name) != value]
+    if changed:
+        shown = ", ".join(
+            f"{name}: <redacted>"
+            if name == "headers"
+            else f"{name}: {handle._arguments.get(name)!r} -> {arguments[name]!r}"
+            for name in changed
+        )
+        raise AlreadyConfiguredError(
+            f"k8s_otel.configure() was already called with different arguments ({shown}); "
+            "a process has one global TracerProvider. Pass install=False for a separate one"
+        )
+    return handle
+
+
+def _build(
+    settings: EffectiveSettings,
+    resource: Union[Resource, Mapping[str, Any], None],
+    arguments: Mapping[str, Any],
+    install: bool,
+) -> TracingHandle:
+    for problem in settings.problems:
+        _logger.error("k8s_otel: %s", problem)
+    if settings.sdk_disabled.value:
+        provider: trace.TracerProvider = _PropagatingTracerProvider()
+        installed = install and _install(provider)
+        return TracingHandle(provider, settings, None, installed=installed, arguments=arguments)
+
+    sdk_provider = TracerProvider(
+        sampler=PerMillionSampler(settings.sampling_rate_per_million.value),
+        resource=resource_for(settings, resource),
+        shutdown_on_exit=False,
+    )
+    exporter, refusal = build_exporter(settings)
+    processor = None
+    if exporter is None:
+        _logger.error("k8s_otel: %s", refusal)
+    else:
+        processor = BatchSpanProcessor(
+            exporter,
+            max_queue_size=settings.max_queue_size.value,
+            schedule_delay_millis=settings.schedule_delay_millis.value,
+            max_export_batch_size=settings.max_export_batch_size.value,
+            export_timeout_millis=settings.export_timeout_millis.value,
+        )
+        sdk_provider.add_span_processor(processor)
+    installed = install and _install(sdk_provider)
+    return TracingHandle(sdk_provider, settings, processor, installed=installed, arguments=arguments)
+
+
+def _install(provider: trace.TracerProvider) -> bool:
+    current = trace.get_tracer_provider()
+    if not isinstance(current, trace.ProxyTracerProvider):
+        _logger.warning(
+            "k8s_otel.configure(): a global TracerProvider (%s) is already installed, for example by "
+            "opentelemetry-instrument; the new provider was built but not installed. Use the handle's "
+            "tracer_provider explicitly, or drop one of the two set-ups",
+            type(current).__name__,
+        )
+        return False
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def _chain_sigterm(handle: TracingHandle) -> None:
+    """Flush on SIGTERM, then do what the process would have done without us."""
+    if threading.current_thread() is not threading.main_thread():
+        _logger.debug(
+            "k8s_otel: not on the main thread; SIGTERM flushing relies on the application's handler"
+        )
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return
+
+    def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+        if callable(previous):
+            # The application handles SIGTERM (uvicorn, gunicorn, kopf): it will drain and exit
+            # normally, and atexit shuts down. Export what is queued now, in case it does not.
+            handle.force_flush(DEFAULT_SHUTDOWN_TIMEOUT)
+            previous(signum, frame)
+            return
+        if previous == signal.SIG_IGN:
+            return
+        handle.shutdown(DEFAULT_SHUTDOWN_TIMEOUT)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        _logger.debug("k8s_otel: cannot install a SIGTERM handler here", exc_info=True)

@@ -1,0 +1,212 @@
+"""PerMillionSampler: the Go SDK's decision for every trace id, and kube-apiserver's parent rules."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from k8s_otel.sampling import (
+    PerMillionSampler,
+    TraceIDRatioBased,
+    go_trace_id_upper_bound,
+    per_million_sampler_from_env,
+)
+
+LOW_64 = (1 << 64) - 1
+
+
+def go_decision(rate: int, trace_id: int) -> bool:
+    """The Go rule written out independently: fraction, truncated bound, shifted low 64 bits."""
+    if rate <= 0:
+        return False
+    if rate >= 1_000_000:
+        return True
+    bound = int((rate / 1_000_000) * 2**63)
+    return (trace_id & LOW_64) >> 1 < bound
+
+
+def sampled(sampler: PerMillionSampler, trace_id: int, parent: object = None) -> bool:
+    result = sampler.should_sample(parent, trace_id, "span")  # type: ignore[arg-type]
+    return result.decision is Decision.RECORD_AND_SAMPLE
+
+
+@pytest.mark.parametrize(
+    ("rate", "bound"),
+    [
+        (1, 9223372036854),
+        (12, 110680464442257),
+        (12378, 114166899072188416),
+        (500000, 4611686018427387904),
+        (999999, 9223362813482738688),
+    ],
+)
+def test_bounds_are_the_go_bounds(rate: int, bound: int) -> None:
+    # Values computed by the Go SDK (kubernetes-tracing.md §6.1).
+    assert go_trace_id_upper_bound(rate / 1_000_000) == bound
+    assert TraceIDRatioBased(rate / 1_000_000).bound == bound
+
+
+@pytest.mark.parametrize("rate", [1, 2, 7, 12, 100, 333, 488, 489, 977, 12378])
+def test_exact_boundary_ids(rate: int) -> None:
+    sampler = PerMillionSampler(rate)
+    bound = go_trace_id_upper_bound(rate / 1_000_000)
+    high = 0xDEADBEEF << 64  # the high 64 bits never matter
+    assert sampled(sampler, high | (2 * bound - 1))  # x = bound - 1
+    assert sampled(sampler, high | (2 * bound - 2))
+    assert not sampled(sampler, high | (2 * bound))  # x = bound
+    assert not sampled(sampler, high | (2 * bound + 1))
+
+
+def test_differs_from_the_stock_python_sampler_where_go_does() -> None:
+    # r=1: Go samples low64 < 18446744073708, Python's round(rate * 2**64) gives < 18446744073710.
+    trace_id = 18446744073708
+    stock = ParentBased(TraceIdRatioBased(1 / 1_000_000))
+    assert stock.should_sample(None, trace_id, "s").decision is Decision.RECORD_AND_SAMPLE
+    assert not sampled(PerMillionSampler(1), trace_id)
+    assert sampled(PerMillionSampler(1), trace_id - 1)
+
+
+@given(st.integers(min_value=0, max_value=1_000_000), st.integers(min_value=1, max_value=(1 << 128) - 1))
+def test_decisions_equal_the_go_formula(rate: int, trace_id: int) -> None:
+    assert sampled(PerMillionSampler(rate), trace_id) == go_decision(rate, trace_id)
+
+
+@given(
+    st.integers(min_value=0, max_value=1_000_000),
+    st.integers(min_value=0, max_value=1_000_000),
+    st.integers(min_value=1, max_value=(1 << 128) - 1),
+)
+def test_a_higher_rate_samples_a_superset(a: int, b: int, trace_id: int) -> None:
+    low, high = sorted((a, b))
+    if sampled(PerMillionSampler(low), trace_id):
+        assert sampled(PerMillionSampler(high), trace_id)
+
+
+def test_unset_and_zero_never_sample_roots_and_a_million_always_does() -> None:
+    for trace_id in (1, 2**63, LOW_64, (1 << 128) - 1):
+        assert not sampled(PerMillionSampler(None), trace_id)
+        assert not sampled(PerMillionSampler(0), trace_id)
+        assert sampled(PerMillionSampler(1_000_000), trace_id)
+
+
+def _parent(*, remote: bool, sampled_flag: bool, state: TraceState | None = None) -> object:
+    context = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=remote,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled_flag else TraceFlags.DEFAULT),
+        trace_state=state,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(context))
+
+
+@pytest.mark.parametrize("remote", [True, False])
+@pytest.mark.parametrize("parent_sampled", [True, False])
+@pytest.mark.parametrize("rate", [None, 0, 1, 1_000_000])
+def test_parent_decides_whatever_the_rate(remote: bool, parent_sampled: bool, rate: int | None) -> None:
+    state = TraceState([("vendor", "value")])
+    parent = _parent(remote=remote, sampled_flag=parent_sampled, state=state)
+    result = PerMillionSampler(rate).should_sample(parent, 12345, "child", attributes={"a": 1})  # type: ignore[arg-type]
+    assert (result.decision is Decision.RECORD_AND_SAMPLE) is parent_sampled
+    assert result.trace_state == state  # passed through unchanged, as Go does
+    assert dict(result.attributes or {}) == ({"a": 1} if parent_sampled else {})
+
+
+def test_same_decisions_as_the_sdk_parent_based_structure() -> None:
+    # The fast path must equal ParentBased with the same root for every parent shape.
+    ours = PerMillionSampler(250_000)
+    reference = ParentBased(TraceIDRatioBased(0.25))
+    parents = [None] + [_parent(remote=r, sampled_flag=s) for r in (True, False) for s in (True, False)]
+    for parent in parents:
+        for trace_id in range(1, 1 << 64, (1 << 64) // 97):
+            a = ours.should_sample(parent, trace_id, "s")  # type: ignore[arg-type]
+            b = reference.should_sample(parent, trace_id, "s")  # type: ignore[arg-type]
+            assert a.decision == b.decision
+
+
+@pytest.mark.parametrize(
+    ("rate", "root"),
+    [
+        (None, "AlwaysOffSampler"),
+        (0, "AlwaysOffSampler"),
+        (1, "TraceIDRatioBased{1e-06}"),
+        (12, "TraceIDRatioBased{1.2e-05}"),
+        (100, "TraceIDRatioBased{0.0001}"),
+        (12378, "TraceIDRatioBased{0.012378}"),
+        (999999, "TraceIDRatioBased{0.999999}"),
+        (1_000_000, "TraceIDRatioBased{1}"),
+    ],
+)
+def test_descriptions_are_written_as_go_writes_them(rate: int | None, root: str) -> None:
+    assert PerMillionSampler(rate).get_description() == (
+        f"ParentBased{{root:{root},remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,"
+        "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+    )
+
+
+def test_zero_fraction_description() -> None:
+    assert TraceIDRatioBased(0).get_description() == "TraceIDRatioBased{0}"
+    assert TraceIDRatioBased(2.0).get_description() == "TraceIDRatioBased{1}"
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (True, "Invalid value: True: sampling rate per million must be an integer from 0 to 1000000"),
+        (1.5, "Invalid value: 1.5: sampling rate per million must be an integer from 0 to 1000000"),
+        ("100", "Invalid value: '100'"),
+        (-1, "samplingRatePerMillion: Invalid value: -1: sampling rate must be positive"),
+        (
+            1_000_001,
+            "samplingRatePerMillion: Invalid value: 1000001: "
+            "sampling rate per million must be less than or equal to one million",
+        ),
+    ],
+)
+def test_invalid_rates_raise_in_the_kubernetes_wording(value: object, needle: str) -> None:
+    with pytest.raises(ValueError, match="samplingRatePerMillion") as error:
+        PerMillionSampler(value)  # type: ignore[arg-type]
+    assert needle in str(error.value)
+
+
+def test_integral_floats_are_accepted() -> None:
+    assert PerMillionSampler(100.0).samples_per_million == 100  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arg", ["100", " 100 ", "+100"])
+def test_entry_point_factory_parses_the_arg(arg: str) -> None:
+    sampler = per_million_sampler_from_env(arg)
+    assert isinstance(sampler, PerMillionSampler)
+    assert sampler.samples_per_million == 100
+
+
+@pytest.mark.parametrize("arg", [None, "", "   "])
+def test_entry_point_factory_unset_means_kubernetes_unset(
+    arg: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        sampler = per_million_sampler_from_env(arg)
+    assert isinstance(sampler, PerMillionSampler)
+    assert sampler.samples_per_million is None
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("arg", ["abc", "-1", "1000001", "1.5", "0.001", "1e3", "\x00\xff", "9" * 5000])
+def test_entry_point_factory_never_raises_and_fails_closed(
+    arg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        sampler = per_million_sampler_from_env(arg)
+    assert isinstance(sampler, PerMillionSampler)
+    assert sampler.samples_per_million is None
+    assert not sampled(sampler, LOW_64 >> 2)  # would be sampled by the SDK's always_on fallback
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "OTEL_TRACES_SAMPLER_ARG" in message
+    assert repr(arg.strip()[:40]) in message  # names the bad value, bounded

@@ -1,0 +1,325 @@
+"""Effective settings: precedence (argument > file > env > default), provenance, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k8s_otel.settings import grpc_target, parse_headers, resolve_settings
+
+TOKEN = "s3cr3t-t0ken"
+
+
+def config_file(tmp_path: Path, endpoint: str | None = "file-host:4317", rate: int | None = 500) -> str:
+    lines = ["apiVersion: apiserver.config.k8s.io/v1", "kind: TracingConfiguration"]
+    if endpoint is not None:
+        lines.append(f"endpoint: {endpoint}")
+    if rate is not None:
+        lines.append(f"samplingRatePerMillion: {rate}")
+    path = tmp_path / "tracing.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_defaults_are_the_kubernetes_ones() -> None:
+    s = resolve_settings(environ={})
+    assert (s.endpoint.value, s.endpoint.source) == ("localhost:4317", "default")
+    assert (s.protocol.value, s.insecure.value) == ("grpc", True)
+    assert s.sampling_rate_per_million.value is None
+    assert s.timeout_millis.value == 10_000.0
+    assert s.compression.value == "none"
+    assert (s.max_queue_size.value, s.max_export_batch_size.value) == (2048, 512)
+    assert (s.schedule_delay_millis.value, s.export_timeout_millis.value) == (5000.0, 30000.0)
+    assert s.problems == ()
+
+
+def test_precedence_argument_file_env_default(tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://env-host:4317",
+        "OTEL_TRACES_SAMPLER": "k8s_per_million",
+        "OTEL_TRACES_SAMPLER_ARG": "7",
+        "K8S_OTEL_TRACING_CONFIG": path,
+    }
+    only_env = resolve_settings(environ={k: v for k, v in env.items() if k != "K8S_OTEL_TRACING_CONFIG"})
+    assert (only_env.endpoint.value, only_env.endpoint.source, only_env.endpoint.origin) == (
+        "http://env-host:4317",
+        "env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
+    assert (only_env.sampling_rate_per_million.value, only_env.sampling_rate_per_million.origin) == (
+        7,
+        "OTEL_TRACES_SAMPLER_ARG",
+    )
+
+    with_file = resolve_settings(environ=env)
+    assert (with_file.endpoint.value, with_file.endpoint.source, with_file.endpoint.origin) == (
+        "file-host:4317",
+        "file",
+        path,
+    )
+    assert (with_file.sampling_rate_per_million.value, with_file.sampling_rate_per_million.source) == (
+        500,
+        "file",
+    )
+    assert (with_file.config_file.source, with_file.config_file.origin) == ("env", "K8S_OTEL_TRACING_CONFIG")
+
+    with_args = resolve_settings(endpoint="arg-host:4317", sampling_rate_per_million=3, environ=env)
+    assert (with_args.endpoint.value, with_args.endpoint.source) == ("arg-host:4317", "argument")
+    assert (with_args.sampling_rate_per_million.value, with_args.sampling_rate_per_million.source) == (
+        3,
+        "argument",
+    )
+
+
+def test_file_argument_beats_file_env(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    s = resolve_settings(
+        config_file=config_file(other, rate=9),
+        environ={"K8S_OTEL_TRACING_CONFIG": config_file(tmp_path, rate=1)},
+    )
+    assert (s.sampling_rate_per_million.value, s.config_file.source) == (9, "argument")
+
+
+def test_file_fields_left_unset_fall_through_to_env(tmp_path: Path) -> None:
+    s = resolve_settings(
+        config_file=config_file(tmp_path, endpoint=None, rate=20),
+        environ={
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:4317",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x",
+        },
+    )
+    assert (s.endpoint.value, s.endpoint.origin) == (
+        "http://traces:4317",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    )
+    assert s.sampling_rate_per_million.value == 20
+
+
+def test_a_bad_file_is_reported_and_ignored(tmp_path: Path) -> None:
+    path = config_file(tmp_path, endpoint="http://localhost:4317")
+    s = resolve_settings(
+        environ={"K8S_OTEL_TRACING_CONFIG": path, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317"}
+    )
+    assert s.endpoint.value == "http://env:4317"
+    [problem] = s.problems
+    assert "failed to validate tracing configuration" in problem
+    assert "unsupported scheme: http" in problem
+    assert "K8S_OTEL_TRACING_CONFIG" in problem and "ignored" in problem
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    s = resolve_settings(config_file=tmp_path / "nope.yaml", environ={})
+    assert s.endpoint.source == "default"
+    assert "unable to read tracing configuration from" in s.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("environ", "insecure", "source"),
+    [
+        ({}, True, "default"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317"}, False, "env"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_INSECURE": "false"},
+            True,
+            "env",
+        ),
+        ({"OTEL_EXPORTER_OTLP_INSECURE": "false"}, False, "env"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_INSECURE": "TRUE", "OTEL_EXPORTER_OTLP_INSECURE": "false"}, True, "env"),
+        ({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem"}, False, "env"),
+    ],
+)
+def test_tls_decision(environ: dict[str, str], insecure: bool, source: str) -> None:
+    s = resolve_settings(environ=environ)
+    assert (s.insecure.value, s.insecure.source) == (insecure, source)
+
+
+def test_insecure_argument_wins() -> None:
+    s = resolve_settings(insecure=False, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
+    assert (s.insecure.value, s.insecure.source) == (False, "argument")
+
+
+def test_missing_certificate_file_is_reported() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": "/does/not/exist.pem"})
+    assert any("OTEL_EXPORTER_OTLP_CERTIFICATE" in p and "does not exist" in p for p in s.problems)
+
+
+def test_operator_injected_http_protobuf() -> None:
+    s = resolve_settings(
+        environ={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        }
+    )
+    assert (s.protocol.value, s.protocol.source) == ("http/protobuf", "env")
+    assert s.endpoint.value == "http://collector:4318/v1/traces"
+    assert s.problems == ()
+    default = resolve_settings(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+    assert default.endpoint.value == "http://localhost:4318/v1/traces"
+
+
+def test_traces_endpoint_is_used_as_is_for_http() -> None:
+    s = resolve_settings(
+        environ={
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom",
+        }
+    )
+    assert s.endpoint.value == "http://c:4318/custom"
+
+
+def test_file_endpoint_is_grpc_even_when_env_says_http(tmp_path: Path) -> None:
+    s = resolve_settings(
+        config_file=config_file(tmp_path), environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    )
+    assert (s.protocol.value, s.protocol.source) == ("grpc", "file")
+    assert any("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf is ignored" in p for p in s.problems)
+
+
+def test_grpc_to_the_http_port_is_flagged() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert any("4318" in p and "OTLP/HTTP port" in p for p in s.problems)
+
+
+@pytest.mark.parametrize("protocol", ["http/json", "thrift", "GRPCX"])
+def test_unsupported_protocols_are_flagged(protocol: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
+    assert any("is not supported" in p for p in s.problems)
+
+
+def test_http_protocol_without_scheme_gets_http() -> None:
+    s = resolve_settings(protocol="http/protobuf", endpoint="collector:4318")
+    assert s.endpoint.value == "http://collector:4318"
+    assert any("no http:// or https:// scheme" in p for p in s.problems)
+
+
+def test_timeout_is_milliseconds_as_the_spec_says() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"})
+    assert (s.timeout_millis.value, s.timeout_millis.origin) == (2500.0, "OTEL_EXPORTER_OTLP_TIMEOUT")
+    s = resolve_settings(
+        environ={"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "700", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    )
+    assert s.timeout_millis.value == 700.0
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "nan", "inf"])
+def test_bad_timeout_falls_back(value: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_TIMEOUT": value})
+    assert (s.timeout_millis.value, s.timeout_millis.source) == (10_000.0, "default")
+    assert any("OTEL_EXPORTER_OTLP_TIMEOUT" in p for p in s.problems)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("gzip", "gzip"), ("none", "none"), ("GZIP", "gzip")])
+def test_compression(value: str, expected: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_COMPRESSION": value})
+    assert s.compression.value == expected
+    assert s.problems == ()
+
+
+def test_bad_compression_falls_back_to_none() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "zstd"})
+    assert s.compression.value == "none"
+    assert "must be gzip or none" in s.problems[0]
+
+
+def test_headers_from_env_are_parsed_and_redacted() -> None:
+    s = resolve_settings(
+        environ={"OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{TOKEN},x-tenant = a%2Cb ,,bad,=x"}
+    )
+    assert tuple(s.headers.value) == (("authorization", f"Bearer {TOKEN}"), ("x-tenant", "a,b"))
+    assert TOKEN not in repr(s) and TOKEN not in str(s.as_dict())
+    assert s.as_dict()["headers"]["value"] == ["authorization", "x-tenant"]
+    assert len(s.problems) == 2 and all("OTEL_EXPORTER_OTLP_HEADERS: entry" in p for p in s.problems)
+
+
+def test_traces_headers_win() -> None:
+    s = resolve_settings(
+        environ={"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "a=1", "OTEL_EXPORTER_OTLP_HEADERS": "b=2"}
+    )
+    assert tuple(s.headers.value) == (("a", "1"),)
+
+
+@pytest.mark.parametrize("headers", [{"X-Token": TOKEN}, [("X-Token", TOKEN)], f"x-token={TOKEN}"])
+def test_headers_argument_forms(headers: object) -> None:
+    s = resolve_settings(headers=headers, environ={"OTEL_EXPORTER_OTLP_HEADERS": "other=1"})  # type: ignore[arg-type]
+    assert tuple(s.headers.value) == (("x-token", TOKEN),)
+    assert s.headers.source == "argument"
+    assert TOKEN not in repr(s.headers)
+
+
+def test_malformed_header_problem_never_shows_the_value() -> None:
+    problems: list[str] = []
+    parse_headers(f"{TOKEN}-no-equals-sign,ok=1,bad name={TOKEN}", problems)
+    assert len(problems) == 2
+    assert all(TOKEN not in p for p in problems)
+
+
+def test_other_samplers_are_ignored_with_a_problem() -> None:
+    s = resolve_settings(
+        environ={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    )
+    assert s.sampling_rate_per_million.value is None
+    assert "OTEL_TRACES_SAMPLER=parentbased_traceidratio is ignored" in s.problems[0]
+
+
+def test_bad_sampler_arg_is_a_problem_and_unset() -> None:
+    s = resolve_settings(environ={"OTEL_TRACES_SAMPLER": "k8s_per_million", "OTEL_TRACES_SAMPLER_ARG": "0.5"})
+    assert s.sampling_rate_per_million.value is None
+    assert "OTEL_TRACES_SAMPLER_ARG" in s.problems[0]
+
+
+def test_bad_rate_argument_raises() -> None:
+    with pytest.raises(ValueError, match="sampling rate must be positive"):
+        resolve_settings(sampling_rate_per_million=-1, environ={})
+
+
+def test_batch_settings() -> None:
+    s = resolve_settings(
+        environ={
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_BSP_MAX_QUEUE_SIZE": "64",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
+            "OTEL_BSP_EXPORT_TIMEOUT": "x",
+        }
+    )
+    assert s.schedule_delay_millis.value == 100.0
+    assert s.max_queue_size.value == 64
+    assert s.max_export_batch_size.value == 64  # clamped to the queue, not a ValueError as in the SDK
+    assert s.export_timeout_millis.value == 30000.0
+    assert len(s.problems) == 2
+
+
+def test_sdk_disabled_and_service_name() -> None:
+    s = resolve_settings(environ={"OTEL_SDK_DISABLED": "True", "OTEL_SERVICE_NAME": "svc"})
+    assert s.sdk_disabled.value is True
+    assert (s.service_name.value, s.service_name.source) == ("svc", "env")
+    assert (
+        resolve_settings(service_name="x", environ={"OTEL_SERVICE_NAME": "svc"}).service_name.source
+        == "argument"
+    )
+    bad = resolve_settings(environ={"OTEL_SDK_DISABLED": "maybe"})
+    assert bad.sdk_disabled.value is False and "OTEL_SDK_DISABLED" in bad.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "target"),
+    [
+        ("localhost:4317", "localhost:4317"),
+        ("http://collector:4317", "collector:4317"),
+        ("https://collector:4317/ignored/path", "collector:4317"),
+        ("dns://google.com:4317", "dns:///google.com:4317"),
+        ("dns:///collector:4317", "dns:///collector:4317"),
+        ("dns://8.8.8.8/collector:4317", "dns://8.8.8.8/collector:4317"),
+        ("unix:///var/run/otel.sock", "unix:///var/run/otel.sock"),
+        ("[::1]:4317", "[::1]:4317"),
+    ],
+)
+def test_grpc_targets(endpoint: str, target: str) -> None:
+    assert grpc_target(endpoint) == target
+
+
+def test_values_are_bounded_in_problems() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_COMPRESSION": "x" * 100_000})
+    assert len(s.problems[0]) < 200
