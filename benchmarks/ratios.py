@@ -19,15 +19,21 @@ def main(path: str) -> None:
             bench["params"].get("implementation", bench["name"]) if bench.get("params") else bench["name"]
         )
         groups[bench["group"] or bench["name"]][implementation] = bench["stats"]["median"]
-    print("| group | k8s_otel median | stock median | ratio |")
-    print("| --- | --- | --- | --- |")
+    print(
+        "| group | bare | stock | k8s_otel | ratio (ours / stock) | overhead ratio ((ours - bare) / (stock - bare)) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for group, medians in sorted(groups.items()):
-        ours, stock = medians.get("k8s_otel"), medians.get("stock")
+        ours, stock, bare = medians.get("k8s_otel"), medians.get("stock"), medians.get("bare")
         if ours is None or stock is None:
             for name, median in sorted(medians.items()):
-                print(f"| {group} ({name}) | {median * 1e6:.2f} µs | | |")
+                print(f"| {group} ({name}) | | | {median * 1e6:.1f} µs | | |")
             continue
-        print(f"| {group} | {ours * 1e6:.2f} µs | {stock * 1e6:.2f} µs | {ours / stock:.2f}x |")
+        overhead = f"{(ours - bare) / (stock - bare):.2f}x" if bare is not None and stock > bare else ""
+        shown_bare = f"{bare * 1e6:.1f} µs" if bare is not None else ""
+        print(
+            f"| {group} | {shown_bare} | {stock * 1e6:.1f} µs | {ours * 1e6:.1f} µs | {ours / stock:.2f}x | {overhead} |"
+        )
 
 
 if __name__ == "__main__":
