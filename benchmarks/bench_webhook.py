@@ -1,0 +1,191 @@
+"""Per-request overhead of the webhook wrappers over the bare app, against the stock contrib middleware.
+
+Each group runs the bare app, the stock ``opentelemetry-instrumentation-wsgi``/``-asgi`` middleware and
+ours on the same app and the same TracerProvider, in one run. ``ratios.py`` reports
+(ours - bare) / (stock - bare). Unsampled: rate 100 per million, no parent (what most requests are).
+Sampled: a sampled parent from kube-apiserver; spans go to a processor that drops them, so the
+cost measured is the instrumentation's, not an exporter's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any, Callable
+
+import pytest
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as StockASGI
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as StockWSGI
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from k8s_otel.sampling import PerMillionSampler
+from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
+
+BODY = json.dumps(
+    {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web",
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
+            "object": {"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 3}},
+            "dryRun": False,
+        },
+    }
+).encode()
+ANSWER = json.dumps(
+    {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": True},
+    }
+).encode()
+SAMPLED_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+CALLS = 100
+
+
+class _Drop(SpanProcessor):
+    pass
+
+
+PROVIDER = TracerProvider(sampler=PerMillionSampler(100))
+PROVIDER.add_span_processor(_Drop())
+
+
+def bare_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(ANSWER)))])
+    return [ANSWER]
+
+
+async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": ANSWER})
+
+
+WSGI_APPS: dict[str, Any] = {
+    "bare": bare_wsgi,
+    "stock": StockWSGI(bare_wsgi, tracer_provider=PROVIDER),
+    "k8s_otel": WSGIMiddleware(bare_wsgi, tracer_provider=PROVIDER, webhook_type="validating"),
+}
+ASGI_APPS: dict[str, Any] = {
+    "bare": bare_asgi,
+    "stock": StockASGI(bare_asgi, tracer_provider=PROVIDER),
+    "k8s_otel": ASGIMiddleware(bare_asgi, tracer_provider=PROVIDER, webhook_type="validating"),
+}
+
+
+def _environ(traceparent: str | None) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/validate",
+        "QUERY_STRING": "timeout=10s",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.1",
+        "REMOTE_PORT": "51234",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(BODY)),
+        "HTTP_HOST": "webhook.default.svc:443",
+        "HTTP_USER_AGENT": "kube-apiserver-admission",
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(BODY),
+    }
+    if traceparent:
+        environ["HTTP_TRACEPARENT"] = traceparent
+    return environ
+
+
+def _start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+    return None
+
+
+def _run_wsgi(app: Any, traceparent: str | None) -> None:
+    for _ in range(CALLS):
+        result = app(_environ(traceparent), _start_response)
+        for _chunk in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
+def _scope(traceparent: str | None) -> dict[str, Any]:
+    headers = [(b"host", b"webhook.default.svc:443"), (b"content-type", b"application/json")]
+    if traceparent:
+        headers.append((b"traceparent", traceparent.encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/validate",
+        "raw_path": b"/validate",
+        "query_string": b"timeout=10s",
+        "headers": headers,
+        "server": ("127.0.0.1", 8443),
+        "client": ("10.0.0.1", 51234),
+    }
+
+
+async def _asgi_calls(app: Any, traceparent: str | None) -> None:
+    async def send(message: Any) -> None:
+        return None
+
+    for _ in range(CALLS):
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+
+        await app(_scope(traceparent), receive, send)
+
+
+@pytest.mark.parametrize("implementation", list(WSGI_APPS))
+def test_wsgi_unsampled(benchmark: Any, implementation: str) -> None:
+    benchmark.group = f"wsgi unsampled, {CALLS} requests"
+    benchmark(_run_wsgi, WSGI_APPS[implementation], None)
+
+
+@pytest.mark.parametrize("implementation", list(WSGI_APPS))
+def test_wsgi_sampled(benchmark: Any, implementation: str) -> None:
+    benchmark.group = f"wsgi sampled, {CALLS} requests"
+    benchmark(_run_wsgi, WSGI_APPS[implementation], SAMPLED_PARENT)
+
+
+@pytest.mark.parametrize("implementation", list(ASGI_APPS))
+def test_asgi_unsampled(benchmark: Any, implementation: str) -> None:
+    benchmark.group = f"asgi unsampled, {CALLS} requests"
+    loop = asyncio.new_event_loop()
+    try:
+        benchmark(lambda: loop.run_until_complete(_asgi_calls(ASGI_APPS[implementation], None)))
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("implementation", list(ASGI_APPS))
+def test_asgi_sampled(benchmark: Any, implementation: str) -> None:
+    benchmark.group = f"asgi sampled, {CALLS} requests"
+    loop = asyncio.new_event_loop()
+    try:
+        benchmark(lambda: loop.run_until_complete(_asgi_calls(ASGI_APPS[implementation], SAMPLED_PARENT)))
+    finally:
+        loop.close()

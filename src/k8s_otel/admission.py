@@ -1,0 +1,220 @@
+"""What kube-apiserver sends an admission webhook, and what it accepts back.
+
+Reads only the identity and outcome fields of an AdmissionReview: never ``object``,
+``oldObject``, ``options``, the patch body or ``userInfo.extra``, which may hold Secrets. The
+response checks are kube-apiserver's ``VerifyAdmissionResponse`` (kubernetes/apiserver
+``pkg/admission/plugin/webhook/request/admissionreview.go``), with its messages, so a webhook that
+would be refused is told why before the apiserver says it in a log nobody reads. Nothing here
+raises on bad input: problems are returned as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from k8s_otel.conventions import format_group_version_kind, format_group_version_resource
+
+__all__ = [
+    "ADMISSION_V1",
+    "ADMISSION_V1BETA1",
+    "ReviewRequest",
+    "ReviewResponse",
+    "check_review_response",
+    "format_group_version_kind",
+    "format_group_version_resource",
+    "parse_review_request",
+]
+
+ADMISSION_V1 = "admission.k8s.io/v1"
+ADMISSION_V1BETA1 = "admission.k8s.io/v1beta1"
+_VERSIONS = (ADMISSION_V1, ADMISSION_V1BETA1)
+_KIND = "AdmissionReview"
+_MAX_SHOWN = 64
+
+
+def _shown(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text[:_MAX_SHOWN] + ("…" if len(text) > _MAX_SHOWN else ""), ensure_ascii=False)
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """The identity fields of an AdmissionReview request; ``problems`` says what was wrong with it."""
+
+    api_version: str = ""
+    uid: Optional[str] = None
+    operation: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    namespace: str = ""
+    kind: str = ""
+    dry_run: Optional[bool] = None
+    username: str = ""
+    groups: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def is_review(self) -> bool:
+        """True when this is an AdmissionReview the apiserver could have sent (version and uid known)."""
+        return self.api_version in _VERSIONS and self.uid is not None
+
+
+def _load(body: Union[bytes, Mapping[str, Any]], what: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    if isinstance(body, Mapping):
+        return dict(body), None
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, f"{what} is not JSON"
+    if not isinstance(document, dict):
+        return None, f"{what} is not a JSON object"
+    return document, None
+
+
+def parse_review_request(body: Union[bytes, Mapping[str, Any]]) -> ReviewRequest:
+    """Read the AdmissionReview request fields that tracing records (raw JSON or parsed). Never raises."""
+    document, problem = _load(body, "request body")
+    if document is None:
+        return ReviewRequest(problems=(str(problem),))
+    problems: list[str] = []
+    api_version, kind = _str(document.get("apiVersion")), document.get("kind")
+    if kind != _KIND:
+        problems.append(f"request kind is {_shown(kind)}, not AdmissionReview")
+    if api_version not in _VERSIONS:
+        problems.append(f"request apiVersion {_shown(api_version)} is not admission.k8s.io/v1 or v1beta1")
+    request = document.get("request")
+    if not isinstance(request, dict):
+        problems.append("the AdmissionReview has no request")
+        return ReviewRequest(api_version=api_version, problems=tuple(problems))
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        problems.append("the AdmissionReview request has no uid")
+        uid = None
+    resource, gvk, user = (
+        _object(request.get("resource")),
+        _object(request.get("kind")),
+        _object(request.get("userInfo")),
+    )
+    dry_run = request.get("dryRun")
+    groups = user.get("groups")
+    return ReviewRequest(
+        api_version=api_version,
+        uid=uid,
+        operation=_str(request.get("operation")),
+        resource=format_group_version_resource(
+            _str(resource.get("group")), _str(resource.get("version")), _str(resource.get("resource"))
+        )
+        if resource
+        else "",
+        subresource=_str(request.get("subResource")),
+        name=_str(request.get("name")),
+        namespace=_str(request.get("namespace")),
+        kind=format_group_version_kind(
+            _str(gvk.get("group")), _str(gvk.get("version")), _str(gvk.get("kind"))
+        )
+        if gvk
+        else "",
+        dry_run=dry_run if isinstance(dry_run, bool) else None,
+        username=_str(user.get("username")),
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+        problems=tuple(problems),
+    )
+
+
+@dataclass(frozen=True)
+class ReviewResponse:
+    """The outcome fields of an AdmissionReview response, and what kube-apiserver would reject."""
+
+    allowed: Optional[bool] = None
+    status_code: Optional[int] = None
+    patch_type: Optional[str] = None
+    patch_operations: Optional[int] = None
+    warnings: int = 0
+    problems: tuple[str, ...] = ()
+
+
+def _count_patch_operations(patch: object) -> tuple[Optional[int], Optional[str]]:
+    if not isinstance(patch, str):
+        return None, "response.patch is not a base64 string"
+    try:
+        operations = json.loads(base64.b64decode(patch, validate=True))
+    except (binascii.Error, ValueError, RecursionError):
+        return None, "response.patch is not base64-encoded JSON"
+    if not isinstance(operations, list):
+        return None, "response.patch is not a JSON Patch array"
+    return len(operations), None
+
+
+def check_review_response(
+    request: ReviewRequest, body: Union[bytes, Mapping[str, Any]], webhook_type: Optional[str] = None
+) -> ReviewResponse:
+    """Read the response and apply kube-apiserver's checks for the request's version. Never raises.
+
+    ``webhook_type`` is ``"validating"``, ``"mutating"`` or None (unknown: the patch rules that
+    depend on it are skipped).
+    """
+    document, problem = _load(body, "response body")
+    if document is None:
+        return ReviewResponse(problems=(f"{problem}: kube-apiserver cannot decode it",))
+    problems: list[str] = []
+    response = document.get("response")
+    if not isinstance(response, dict):
+        return ReviewResponse(problems=("webhook response was absent",))
+
+    allowed = response.get("allowed")
+    status = _object(response.get("status"))
+    code = status.get("code")
+    patch, patch_type = response.get("patch"), response.get("patchType")
+    warnings = response.get("warnings")
+    patch_operations = None
+    if patch is not None:
+        patch_operations, patch_problem = _count_patch_operations(patch)
+        if patch_problem:
+            problems.append(patch_problem)
+
+    if request.api_version == ADMISSION_V1:
+        got_uid = response.get("uid")
+        if got_uid != request.uid:
+            problems.append(f"expected response.uid={_shown(request.uid or '')}, got {_shown(_str(got_uid))}")
+        api_version, kind = _str(document.get("apiVersion")), _str(document.get("kind"))
+        if api_version != ADMISSION_V1 or kind != _KIND:
+            group, _, version = api_version.rpartition("/") if "/" in api_version else ("", "", api_version)
+            problems.append(
+                f"expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, "
+                f"got {format_group_version_kind(group, version, kind)}"
+            )
+        if webhook_type == "mutating":
+            if patch is not None and patch_type is None:
+                problems.append("webhook returned response.patch but not response.patchType")
+            if patch_type is not None and patch is None:
+                problems.append("webhook returned response.patchType but not response.patch")
+            if patch_type == "":
+                problems.append('webhook returned invalid response.patchType of ""')
+        elif webhook_type == "validating":
+            if patch is not None:
+                problems.append("validating webhook may not return response.patch")
+            if patch_type is not None:
+                problems.append("validating webhook may not return response.patchType")
+
+    return ReviewResponse(
+        allowed=allowed if isinstance(allowed, bool) else None,
+        status_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        patch_type=patch_type if isinstance(patch_type, str) else None,
+        patch_operations=patch_operations,
+        warnings=len(warnings) if isinstance(warnings, list) else 0,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,304 @@
+"""The admission-webhook span, shared by the WSGI and ASGI wrappers and the handler decorator.
+
+The SERVER span starts in the context kube-apiserver sent (or links to it, per the trust policy),
+so it is a child of the apiserver's ``HTTP POST`` client span, itself under ``Call validating
+webhook`` / ``Call mutating webhook``. Its attributes reuse the apiserver's keys (``UID``,
+``operation``, ``resource``, …) so one query joins both sides. When the span is not sampled, the
+request goes through untouched: no body is buffered, nothing is parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from k8s_otel import __version__
+from k8s_otel.admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
+from k8s_otel.propagation import extract_from_values
+from k8s_otel.trust import TrustPolicy
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookTracer", "attribute_keys"]
+
+_logger = logging.getLogger("k8s_otel.webhook")
+
+DEFAULT_MAX_BODY_BYTES = 8 << 20
+"""Bodies larger than this are passed through without being read for attributes (8 MiB)."""
+
+SCOPE = "k8s_otel.webhook"
+_MAX_NAME_PATH = 128
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+WEBHOOK_TYPES = ("validating", "mutating")
+
+# Keys kube-apiserver puts on its "Call … webhook" span (and its REST spans), reused as they are.
+UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND = (
+    "UID",
+    "operation",
+    "resource",
+    "subresource",
+    "name",
+    "namespace",
+    "kind",
+)
+# Ours: the AdmissionReview field path, so the key says where the value came from.
+REVIEW_VERSION = "request.apiVersion"
+DRY_RUN = "request.dryRun"
+USERNAME = "request.userInfo.username"
+GROUPS = "request.userInfo.groups"
+ALLOWED = "response.allowed"
+STATUS_CODE = "response.status.code"
+PATCH_TYPE = "response.patchType"
+PATCH_OPERATIONS = "response.patch.operations"
+WARNINGS = "response.warnings.count"
+PROBLEMS = "admission.problems"
+WEBHOOK_TYPE = "admission.webhook.type"
+
+
+def attribute_keys() -> tuple[str, ...]:
+    """Every admission key the wrappers may set (the docs' table is checked against this)."""
+    return (
+        UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND, REVIEW_VERSION, DRY_RUN, USERNAME,
+        GROUPS, ALLOWED, STATUS_CODE, PATCH_TYPE, PATCH_OPERATIONS, WARNINGS, PROBLEMS, WEBHOOK_TYPE,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HTTPRequest:
+    """What a wrapper read from the HTTP layer, before the body."""
+
+    method: str
+    path: str
+    query: str
+    traceparent: Optional[str]
+    tracestate: Optional[str]
+    baggage: Optional[str]
+
+
+class WebhookTracer:
+    """Starts and finishes admission spans. One per wrapped app; thread- and task-safe."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: Optional[trace.TracerProvider] = None,
+        trust: Union[TrustPolicy, str] = "trust",
+        webhook_type: Optional[str] = None,
+        record_user: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
+            raise ValueError(f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}")
+        if max_body_bytes < 0:
+            raise ValueError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
+        self._tracer_provider = tracer_provider
+        self._tracer: Optional[trace.Tracer] = None
+        self.policy = trust if isinstance(trust, TrustPolicy) else TrustPolicy.parse(trust)
+        self.webhook_type = webhook_type
+        self.record_user = record_user
+        self.max_body_bytes = max_body_bytes
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        # Looked up on first use, so that wrapping an app before configure() still works.
+        if self._tracer is None:
+            self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=self._tracer_provider)
+        return self._tracer
+
+    def start(self, request: HTTPRequest, route: Optional[str] = None) -> tuple[Span, Context]:
+        """Start the SERVER span; returns it and the context to run the app in."""
+        incoming = extract_from_values(request.traceparent, request.tracestate, request.baggage)
+        parent, links = self.policy.resolve(incoming)
+        # Webhook paths are few and fixed (clientConfig.service.path); a hostile long one is cut.
+        if request.method == "POST":
+            name = f"POST {(route or request.path)[:_MAX_NAME_PATH]}"
+        else:  # the HTTP semantic conventions: a known method, or "HTTP"
+            name = request.method if request.method in _KNOWN_METHODS else "HTTP"
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, links=links)
+        return span, trace.set_span_in_context(span, parent)
+
+    def record_request(self, span: Span, body: Union[bytes, Mapping[str, Any], None]) -> ReviewRequest:
+        """Set the request attributes from the body (None: too large or unread)."""
+        if body is None:
+            span.set_attribute(
+                PROBLEMS, (f"request body larger than {self.max_body_bytes} bytes: not inspected",)
+            )
+            return ReviewRequest()
+        review = parse_review_request(body)
+        attributes: dict[str, Any] = {}
+        if review.api_version:
+            attributes[REVIEW_VERSION] = review.api_version
+        if review.uid is not None:
+            attributes[UID] = review.uid
+        for key, value in (
+            (OPERATION, review.operation),
+            (RESOURCE, review.resource),
+            (SUBRESOURCE, review.subresource),
+            (NAME, review.name),
+            (NAMESPACE, review.namespace),
+            (KIND, review.kind),
+        ):
+            if value:
+                attributes[key] = value
+        if review.dry_run is not None:
+            attributes[DRY_RUN] = review.dry_run
+        if self.record_user:
+            attributes[USERNAME] = review.username
+            attributes[GROUPS] = review.groups
+        if self.webhook_type:
+            attributes[WEBHOOK_TYPE] = self.webhook_type
+        span.set_attributes(attributes)
+        return review
+
+    def finish(
+        self,
+        span: Span,
+        review: ReviewRequest,
+        *,
+        status: Optional[int],
+        body: Union[bytes, Mapping[str, Any], None],
+        error: Optional[BaseException] = None,
+    ) -> None:
+        """Record the outcome and end the span. ``body`` None: the response was too large or absent."""
+        try:
+            self._record_outcome(span, review, status=status, body=body, error=error)
+        except Exception:  # never let tracing break a webhook
+            _logger.debug("k8s_otel: failed to record the admission response", exc_info=True)
+        finally:
+            span.end()
+
+    def _record_outcome(
+        self,
+        span: Span,
+        review: ReviewRequest,
+        *,
+        status: Optional[int],
+        body: Union[bytes, Mapping[str, Any], None],
+        error: Optional[BaseException],
+    ) -> None:
+        problems = list(review.problems)
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            span.record_exception(error)
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+        elif status is not None and status >= 500:
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+        if status is not None and not 200 <= status < 300 and error is None:
+            problems.append(
+                f"HTTP {status}: kube-apiserver treats any status outside 2xx as a failed webhook call"
+            )
+        answered = error is None and (status is None or 200 <= status < 300)  # None: no HTTP layer
+        if review.is_review and body is not None and answered:
+            outcome = check_review_response(review, body, self.webhook_type)
+            self._record_response(span, outcome)
+            if outcome.problems:
+                _logger.warning(
+                    "k8s_otel: kube-apiserver would reject this admission response (uid %s): %s",
+                    review.uid,
+                    "; ".join(outcome.problems),
+                )
+            problems.extend(outcome.problems)
+        elif review.is_review and body is None and answered:
+            problems.append(f"response body larger than {self.max_body_bytes} bytes: not inspected")
+        if problems:
+            span.set_attribute(PROBLEMS, problems)
+
+    @staticmethod
+    def _record_response(span: Span, outcome: ReviewResponse) -> None:
+        attributes: dict[str, Any] = {}
+        if outcome.allowed is not None:
+            attributes[ALLOWED] = outcome.allowed
+        if outcome.status_code is not None:
+            attributes[STATUS_CODE] = outcome.status_code
+        if outcome.patch_type is not None:
+            attributes[PATCH_TYPE] = outcome.patch_type
+        if outcome.patch_operations is not None:
+            attributes[PATCH_OPERATIONS] = outcome.patch_operations
+        attributes[WARNINGS] = outcome.warnings
+        span.set_attributes(attributes)
+
+
+def http_server_attributes(
+    *,
+    method: str,
+    scheme: str,
+    path: str,
+    query: str,
+    host: Optional[str],
+    server: Optional[tuple[str, Optional[int]]],
+    client: Optional[tuple[str, Optional[int]]],
+    user_agent: Optional[str],
+    protocol_version: Optional[str],
+    route: Optional[str] = None,
+) -> dict[str, Any]:
+    """The stable OTel HTTP server attributes for the admission span."""
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.scheme": scheme,
+        "url.path": path,
+    }
+    if query:
+        attributes["url.query"] = query
+    address, port = _host_port(host) if host else (server or (None, None))
+    if address:
+        attributes["server.address"] = address
+    if port:
+        attributes["server.port"] = port
+    if client:
+        attributes["client.address"] = attributes["network.peer.address"] = client[0]
+        if client[1]:
+            attributes["network.peer.port"] = client[1]
+    if user_agent:
+        attributes["user_agent.original"] = user_agent[:1024]
+    if protocol_version:
+        attributes["network.protocol.version"] = protocol_version
+    if route:
+        attributes["http.route"] = route
+    return attributes
+
+
+def _host_port(host: str) -> tuple[Optional[str], Optional[int]]:
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and not name.endswith(":"):
+        return name.strip("[]"), int(port)
+    return host.strip("[]"), None
+
+
+def detach(token: object) -> None:
+    try:
+        otel_context.detach(token)  # type: ignore[arg-type]
+    except Exception:  # a token from another context (a generator closed elsewhere): harmless
+        _logger.debug("k8s_otel: context detach failed", exc_info=True)
+
+
+def header_values(
+    pairs: Sequence[tuple[bytes, bytes]],
+) -> tuple[Optional[str], Optional[str], Optional[str], int]:
+    """traceparent, tracestate and baggage from ASGI headers; repeated lines folded with ``,``.
+
+    Returns the number of traceparent lines too: two of them make the context invalid.
+    """
+    traceparent: list[str] = []
+    tracestate: list[str] = []
+    baggage: list[str] = []
+    for name, value in pairs:
+        if len(name) == 11 and name.lower() == b"traceparent":
+            traceparent.append(value.decode("latin-1"))
+        elif len(name) == 10 and name.lower() == b"tracestate":
+            tracestate.append(value.decode("latin-1"))
+        elif len(name) == 7 and name.lower() == b"baggage":
+            baggage.append(value.decode("latin-1"))
+    return (
+        ",".join(traceparent) if traceparent else None,
+        ",".join(tracestate) if tracestate else None,
+        ",".join(baggage) if baggage else None,
+        len(traceparent),
+    )
