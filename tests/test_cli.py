@@ -2,28 +2,394 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_otel.receiver import OTLPReceiver
+
+TOKEN = "s3cr3t-t0ken"
+VALID = "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: localhost:4317\nsamplingRatePerMillion: 100\n"
+INVALID = (
+    "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\n"
+    "endpoint: http://localhost:4317\nsamplingRatePerMillion: -5\n"
+)
 
 
-def k8s_otel(*args: str) -> subprocess.CompletedProcess[str]:
+def k8s_otel(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "k8s_otel", *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "k8s_otel", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
-def test_demo_prints_what_the_receiver_got() -> None:
-    result = k8s_otel("demo", "--requests", "5")
-    assert result.returncode == 0, result.stderr
-    trace_ids = re.findall(r"^trace ([0-9a-f]{32})$", result.stdout, re.MULTILINE)
-    assert len(trace_ids) == 5 == len(set(trace_ids))
-    assert result.stdout.count("Call validating webhook [INTERNAL]") == 5
-    assert "requests: 5, sampled: 5, traces received: 5, spans exported: 5" in result.stdout
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_demo_samples_per_million() -> None:
-    result = k8s_otel("demo", "--requests", "400", "--sampling-rate-per-million", "0")
+# --- validate ----------------------------------------------------------------------------------
+
+
+def test_validate_good_files(tmp_path: Path) -> None:
+    apiserver = tmp_path / "tracing.yaml"
+    apiserver.write_text(VALID)
+    kubelet = tmp_path / "kubelet.yaml"
+    kubelet.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ntracing:\n  samplingRatePerMillion: 7\n"
+    )
+    result = k8s_otel("validate", str(apiserver), str(kubelet))
     assert result.returncode == 0, result.stderr
-    assert "root:AlwaysOffSampler" in result.stdout
-    assert "requests: 400, sampled: 0, traces received: 0, spans exported: 0" in result.stdout
+    assert result.stdout.splitlines() == [
+        f"{apiserver}: valid (endpoint: localhost:4317, samplingRatePerMillion: 100)",
+        f"{kubelet}: valid (endpoint: unset, localhost:4317, samplingRatePerMillion: 7)",
+    ]
+
+
+def test_validate_bad_file_prints_every_error_in_kubernetes_wording(tmp_path: Path) -> None:
+    path = tmp_path / "tracing.yaml"
+    path.write_text(INVALID)
+    result = k8s_otel("validate", str(path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{path}: samplingRatePerMillion: Invalid value: -5: sampling rate must be positive",
+        f'{path}: endpoint: Invalid value: "http://localhost:4317": unsupported scheme: http.  Options are none, '
+        "dns, unix, or unix-abstract.  See https://github.com/grpc/grpc/blob/master/doc/naming.md",
+    ]
+    no_traceback(result)
+
+
+def test_validate_undecodable_and_unreadable(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: DaemonSet\n")
+    result = k8s_otel("validate", str(bad))
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        f'{bad}: unable to decode tracing configuration data: no kind "DaemonSet"'
+    )
+    missing = tmp_path / "missing.yaml"
+    result = k8s_otel("validate", str(bad), str(missing))
+    assert result.returncode == 2  # one cannot be read: that wins
+    assert f'{missing}: unable to read tracing configuration from "{missing}"' in result.stdout
+    no_traceback(result)
+
+
+def test_validate_json_output(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(VALID)
+    bad.write_text(INVALID)
+    result = k8s_otel("validate", "--json", str(good), str(bad))
+    assert result.returncode == 1
+    [first, second] = json.loads(result.stdout)
+    assert first == {
+        "file": str(good),
+        "valid": True,
+        "endpoint": "localhost:4317",
+        "samplingRatePerMillion": 100,
+    }
+    assert (second["valid"], second["reason"], len(second["errors"])) == (False, "validate", 2)
+
+
+def test_validate_needs_a_file() -> None:
+    result = k8s_otel("validate")
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    no_traceback(result)
+
+
+# --- receive -----------------------------------------------------------------------------------
+
+
+def _start_receive(*args: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "k8s_otel", "receive", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    match = re.search(r"listening for OTLP/gRPC on (127\.0\.0\.1:\d+)", line)
+    assert match, line
+    return process, match.group(1)
+
+
+def _export_two_spans(endpoint: str) -> tuple[str, str]:
+    import k8s_otel
+
+    handle = k8s_otel.configure(
+        install=False, endpoint=endpoint, sampling_rate_per_million=1_000_000, service_name="fed"
+    )
+    tracer = handle.tracer_provider.get_tracer("t")
+    with (
+        tracer.start_as_current_span("outer") as outer,
+        tracer.start_as_current_span("inner", attributes={"k": "v"}),
+    ):
+        pass
+    handle.shutdown(10)
+    context = outer.get_span_context()
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, _ = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    return process.returncode, stdout
+
+
+def test_receive_prints_trees_fed_by_a_real_exporter() -> None:
+    process, endpoint = _start_receive()
+    trace_id, _ = _export_two_spans(endpoint)
+    time.sleep(0.5)
+    code, stdout = _stop(process)
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == f"trace {trace_id}"
+    assert lines[1].startswith("  outer [INTERNAL] fed ")
+    assert lines[2].startswith("    inner [INTERNAL] fed ") and lines[2].endswith("k=v")
+
+
+def test_receive_json_lines() -> None:
+    process, endpoint = _start_receive("--json")
+    trace_id, outer_id = _export_two_spans(endpoint)
+    time.sleep(0.5)
+    code, stdout = _stop(process)
+    assert code == 0
+    spans: list[dict[str, Any]] = [json.loads(line) for line in stdout.splitlines()]
+    assert {s["name"] for s in spans} == {"outer", "inner"}
+    [inner] = [s for s in spans if s["name"] == "inner"]
+    assert (inner["trace_id"], inner["parent_span_id"], inner["attributes"]) == (
+        trace_id,
+        outer_id,
+        {"k": "v"},
+    )
+    assert inner["resource"]["service.name"] == "fed"
+
+
+def test_receive_on_a_taken_port_is_a_user_error() -> None:
+    with OTLPReceiver() as taken:
+        result = k8s_otel("receive", "--port", str(taken.port), timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"k8s-otel receive: cannot listen on 127.0.0.1:{taken.port}")
+    no_traceback(result)
+
+
+def test_receive_help_says_it_is_not_a_collector() -> None:
+    result = k8s_otel("receive", "--help")
+    assert result.returncode == 0
+    assert "not a collector" in result.stdout
+    assert "examples:" in result.stdout
+
+
+# --- doctor ------------------------------------------------------------------------------------
+
+
+def test_doctor_against_a_live_endpoint(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    path = tmp_path / "tracing.yaml"
+    path.write_text(
+        f"apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: {otlp_receiver.endpoint}\n"
+    )
+    result = k8s_otel(
+        "doctor",
+        "--config-file",
+        str(path),
+        env={"OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {TOKEN}", "OTEL_SERVICE_NAME": "svc"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(
+        rf"endpoint\s+{re.escape(otlp_receiver.endpoint)}\s+file \({re.escape(str(path))}\)", result.stdout
+    )
+    assert re.search(
+        r"headers\s+authorization \(values hidden\)\s+env \(OTEL_EXPORTER_OTLP_HEADERS\)", result.stdout
+    )
+    assert f"collector: gRPC connection to {otlp_receiver.endpoint} established" in result.stdout
+    assert result.stdout.rstrip().endswith("ok")
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_doctor_against_a_dead_endpoint() -> None:
+    receiver = OTLPReceiver().start()
+    endpoint = receiver.endpoint
+    receiver.stop()
+    result = k8s_otel("doctor", "--endpoint", endpoint, "--timeout", "1", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["collector"]["reachable"] is False
+    assert report["settings"]["endpoint"] == {"value": endpoint, "source": "argument", "origin": ""}
+    assert any(f["message"].startswith("collector unreachable") for f in report["findings"])
+
+
+def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    bad = tmp_path / "tracing.yaml"
+    bad.write_text(INVALID)
+    result = k8s_otel(
+        "doctor",
+        "--endpoint",
+        otlp_receiver.endpoint,
+        env={
+            "K8S_OTEL_TRACING_CONFIG": str(bad),
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.0001",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp_path / "nope.pem"),
+            "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+            "POD_NAME": "web-0",
+        },
+    )
+    assert result.returncode == 1
+    text = result.stdout
+    assert "unsupported scheme: http" in text and "sampling rate must be positive" in text
+    assert "use OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=100" in text
+    assert "nope.pem' does not exist" in text
+    assert "without downward-API env for pod namespace, pod UID, node name, pod IP" in text
+    assert text.rstrip().endswith("broken: see the errors above")
+    no_traceback(result)
+
+
+def test_doctor_sampler_arg_that_is_not_an_integer(otlp_receiver: OTLPReceiver) -> None:
+    result = k8s_otel(
+        "doctor",
+        "--endpoint",
+        otlp_receiver.endpoint,
+        env={"OTEL_TRACES_SAMPLER": "k8s_per_million", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+    )
+    assert result.returncode == 1
+    assert "error: OTEL_TRACES_SAMPLER_ARG: samplingRatePerMillion: Invalid value: '1.5'" in result.stdout
+
+
+def test_every_command_has_help_with_examples() -> None:
+    for command in ("demo", "doctor", "validate", "receive"):
+        result = k8s_otel(command, "--help")
+        assert result.returncode == 0
+        assert "examples:" in result.stdout, command
+
+
+@pytest.mark.parametrize("argv", [["demo", "--requests", "0"], ["demo", "--requests", "x"], ["nope"]])
+def test_user_errors_never_print_a_traceback(argv: list[str]) -> None:
+    result = k8s_otel(*argv)
+    assert result.returncode == 2
+    no_traceback(result)
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+CHAIN = [
+    ("POST /apis/apps/v1/namespaces/{:namespace}/deployments", "SERVER", "apiserver"),
+    ("Call validating webhook", "INTERNAL", "apiserver"),
+    ("HTTP POST", "CLIENT", "apiserver"),
+    ("POST /validate", "SERVER", "demo-webhook"),
+    ("policy check", "INTERNAL", "demo-webhook"),
+]
+
+
+def test_demo_trees_are_the_received_spans() -> None:
+    result = k8s_otel("demo", "--requests", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    spans = {s["span_id"]: s for s in report["spans"]}
+    assert report["summary"]["sampled"] == 8 == len(report["traces"])
+    assert report["summary"]["spans_exported"] == len(spans) == 8 * 5
+    seen: set[str] = set()
+    for tree in report["traces"]:
+        [root] = tree["roots"]
+        node, chain = root, []
+        while True:
+            received = spans[node["span_id"]]
+            assert (received["trace_id"], received["parent_span_id"]) == (
+                tree["trace_id"],
+                node["parent_span_id"],
+            )
+            chain.append((node["name"], node["kind"], node["resource"]["service.name"]))
+            seen.add(node["span_id"])
+            if not node["children"]:
+                break
+            [child] = node["children"]
+            assert child["parent_span_id"] == node["span_id"]
+            node = child
+        assert chain == CHAIN
+        call, webhook = root["children"][0], root["children"][0]["children"][0]["children"][0]
+        assert call["attributes"]["UID"] == webhook["attributes"]["UID"]  # the two sides join on UID
+    assert seen == set(spans)
+    assert report["summary"]["denied"] == 2  # every fourth Deployment asks for 12 replicas
+
+
+def test_demo_text_prints_one_tree_per_sampled_request() -> None:
+    result = k8s_otel("demo", "--requests", "4")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.fullmatch(r"trace [0-9a-f]{32}", line)]
+    assert len(starts) == 4
+    for start in starts:
+        tree = lines[start + 1 : start + 1 + len(CHAIN)]
+        for depth, (line, (name, kind, service)) in enumerate(zip(tree, CHAIN)):
+            assert line.startswith("  " * (depth + 1) + f"{name} [{kind}] {service} "), line
+    assert (
+        "requests: 4 (denied 1), sampled: 4 at samplingRatePerMillion=1000000, traces received: 4, spans exported: 20"
+        in result.stdout
+    )
+    assert "resources:" in result.stdout
+
+
+@pytest.mark.parametrize(("rate", "sampled"), [("0", 0), ("1000000", 30)])
+def test_demo_rate_from_a_tracing_configuration(tmp_path: Path, rate: str, sampled: int) -> None:
+    path = tmp_path / "tracing.yaml"
+    path.write_text(
+        f"apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nsamplingRatePerMillion: {rate}\n"
+    )
+    result = k8s_otel("demo", "--requests", "30", "--config-file", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert (summary["sampled"], summary["spans_exported"], summary["samplingRatePerMillion"]) == (
+        sampled,
+        sampled * 5,
+        int(rate),
+    )
+
+
+def test_demo_exports_to_a_collector(otlp_receiver: OTLPReceiver) -> None:
+    result = k8s_otel("demo", "--requests", "3", "--endpoint", otlp_receiver.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert f"exported to {otlp_receiver.endpoint}" in result.stdout
+    assert "trace " not in result.stdout
+    spans = otlp_receiver.wait_for_spans(15)
+    assert len(spans) == 15 and len({s.trace_id for s in spans}) == 3
+
+
+def test_demo_honours_otel_exporter_otlp_endpoint(otlp_receiver: OTLPReceiver) -> None:
+    result = k8s_otel(
+        "demo", "--requests", "2", env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(otlp_receiver.wait_for_spans(10)) == 10
+
+
+def test_demo_bad_config_file_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "tracing.yaml"
+    path.write_text("kind: Nope\n")
+    result = k8s_otel("demo", "--config-file", str(path))
+    assert result.returncode == 2
+    assert "unable to decode tracing configuration data" in result.stderr
+    no_traceback(result)
+
+
+def test_demo_bad_rate_is_a_user_error() -> None:
+    result = k8s_otel("demo", "--sampling-rate-per-million", "-5")
+    assert result.returncode == 2
+    assert "sampling rate must be positive" in result.stderr
+    no_traceback(result)

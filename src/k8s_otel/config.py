@@ -56,12 +56,23 @@ class TracingConfiguration:
 
 
 class TracingConfigurationError(ValueError):
-    """A file that kube-apiserver or the kubelet would refuse; ``errors`` lists every field error."""
+    """A file that kube-apiserver or the kubelet would refuse; ``errors`` lists every field error.
 
-    def __init__(self, message: str, *, path: Optional[str] = None, errors: tuple[str, ...] = ()) -> None:
+    ``reason`` is ``"read"`` (the file cannot be read), ``"decode"`` or ``"validate"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Optional[str] = None,
+        errors: tuple[str, ...] = (),
+        reason: str = "decode",
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.errors = errors
+        self.reason = reason
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -178,17 +189,22 @@ def _read(path: str) -> bytes:
             data = file.read(MAX_FILE_BYTES + 1)
     except IsADirectoryError:
         raise TracingConfigurationError(
-            f'unable to read tracing configuration from "{path}": read {path}: is a directory', path=path
+            f'unable to read tracing configuration from "{path}": read {path}: is a directory',
+            path=path,
+            reason="read",
         ) from None
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise TracingConfigurationError(
-            f'unable to read tracing configuration from "{path}": open {path}: {reason}', path=path
+            f'unable to read tracing configuration from "{path}": open {path}: {reason}',
+            path=path,
+            reason="read",
         ) from None
     if len(data) > MAX_FILE_BYTES:
         raise TracingConfigurationError(
             f'unable to read tracing configuration from "{path}": file is larger than {MAX_FILE_BYTES} bytes',
             path=path,
+            reason="read",
         )
     return data
 
@@ -200,12 +216,15 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
     """
     path = os.fspath(path)
     if path == "":
-        raise TracingConfigurationError("tracing config file was empty", path=path)
+        raise TracingConfigurationError("tracing config file was empty", path=path, reason="read")
     config = parse_tracing_configuration(_read(path), path=path)
     errors = validate_tracing_configuration(config, field_path=config.field_path)
     if errors:
         raise TracingConfigurationError(
-            f"failed to validate tracing configuration: {aggregate(errors)}", path=path, errors=tuple(errors)
+            f"failed to validate tracing configuration: {aggregate(errors)}",
+            path=path,
+            errors=tuple(errors),
+            reason="validate",
         )
     return config
 

@@ -7,6 +7,7 @@ against real gRPC.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -144,7 +145,13 @@ class OTLPReceiver:
         return f"{self.host}:{self.port}"
 
     def start(self) -> OTLPReceiver:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        if self.requested_port:
+            # A plain bind first: a taken port gives one clear OSError instead of gRPC's C-core log.
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((self.host, self.requested_port))
+        # No SO_REUSEPORT: a second receiver on a taken port must fail, not silently share it.
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)  # type: ignore[no-untyped-call]
         self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         if self.port == 0:
