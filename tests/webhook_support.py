@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "admission"
+# Copies of kubernetes/api testdata/HEAD (shared/fixtures/admission), kept here so the tests stand alone.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "admission"
 
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXBhc3N3b3Jk"  # what a Secret's data holds: must never reach a span
 

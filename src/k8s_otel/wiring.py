@@ -20,11 +20,12 @@ from typing import Any, Callable, Optional, Union
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from k8s_otel.exporter import build_exporter
+from k8s_otel.resource import KubernetesResourceDetector
 from k8s_otel.sampling import PerMillionSampler
 from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
 
@@ -160,15 +161,37 @@ _installed: Optional[TracingHandle] = None
 
 
 def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[str, Any], None]) -> Resource:
-    """SDK defaults and ``OTEL_RESOURCE_ATTRIBUTES``, then ``resource``, then ``service_name`` on top."""
-    attributes: dict[str, Any] = {}
+    """SDK defaults, then the Kubernetes attributes, then the user's environment, then the code's.
+
+    That is: ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME`` beat what the pod detector found,
+    and the ``resource``/``service_name`` arguments beat everything.
+    """
+    explicit: dict[str, Any] = {}
     if isinstance(resource, Resource):
-        attributes.update(resource.attributes)
+        explicit.update(resource.attributes)
     elif resource is not None:
-        attributes.update(resource)
+        explicit.update(resource)
     if settings.service_name.source == "argument":
-        attributes["service.name"] = settings.service_name.value
-    return Resource.create(attributes)
+        explicit["service.name"] = settings.service_name.value
+    base = Resource.create({})  # SDK defaults, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, env last
+    kubernetes = KubernetesResourceDetector().detect()
+    if not kubernetes.attributes:
+        return base.merge(Resource(explicit))
+    sdk_logger = logging.getLogger("opentelemetry.sdk.resources")
+    disabled, sdk_logger.disabled = sdk_logger.disabled, True  # its warnings were logged just above
+    try:
+        user = OTELResourceDetector().detect()
+    finally:
+        sdk_logger.disabled = disabled
+    attributes = dict(base.attributes)
+    if str(attributes.get("service.name", "")).startswith("unknown_service"):
+        del attributes["service.name"]  # the SDK's placeholder, not a choice: the workload name is better
+    merged = Resource(attributes).merge(kubernetes).merge(user).merge(Resource(explicit))
+    if "service.name" not in merged.attributes:
+        merged = merged.merge(
+            Resource({"service.name": base.attributes.get("service.name", "unknown_service")})
+        )
+    return merged
 
 
 def configure(
