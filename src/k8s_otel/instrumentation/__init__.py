@@ -1,0 +1,1 @@
+"""Instrumentation for Kubernetes controllers: the ``kubernetes`` and ``kubernetes_asyncio`` clients."""

@@ -1,0 +1,214 @@
+"""The ``kubernetes`` (and ``kubernetes_asyncio``) client, with kube-apiserver's span names.
+
+Every API call goes through the generated client's ``RESTClientObject.request``; that one method is
+wrapped. A call is one CLIENT span named exactly as kube-apiserver names its server span for the
+same request (``GET /api/v1/namespaces/{:namespace}/pods/{:name}``), with the components' keys,
+and ``traceparent``/``tracestate``/``baggage`` are injected so a trusting apiserver continues the
+trace. While our span is open the urllib3 instrumentation is suppressed: one span per call, ours.
+A watch is one span for the request that opens it, ending when the response headers arrive;
+events are not spans.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Collection
+from functools import lru_cache
+from typing import Any, Callable, Optional
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, unwrap
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from k8s_otel import __version__
+from k8s_otel.conventions import (
+    API_GROUP,
+    API_VERSION,
+    NAME,
+    NAMESPACE,
+    RESOURCE,
+    SUBRESOURCE,
+    VERB,
+    RequestInfoError,
+    normalized_verb,
+    parse_request_info,
+    span_name_from_request_info,
+)
+from k8s_otel.propagation import inject
+
+__all__ = ["KubernetesClientInstrumentor"]
+
+_logger = logging.getLogger(__name__)
+SCOPE = "k8s_otel.instrumentation.kubernetes"
+_TARGETS = (
+    ("kubernetes.client.rest", "RESTClientObject.request"),
+    ("kubernetes_asyncio.client.rest", "RESTClientObject.request"),
+)
+
+
+@lru_cache(maxsize=1024)
+def _describe(
+    method: str, path: str, query: str, content_type: str
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The span name and the components' keys for a request (cached: controllers repeat requests)."""
+    try:
+        info = parse_request_info(method, path, query)
+    except RequestInfoError:
+        info = None
+    attributes = [(VERB, normalized_verb(method, info, query, content_type))]
+    if info is not None and info.is_resource_request:
+        for key, value in (
+            (API_GROUP, info.api_group),
+            (API_VERSION, info.api_version),
+            (RESOURCE, info.resource),
+            (SUBRESOURCE, info.subresource),
+            (NAMESPACE, info.namespace),
+            (NAME, info.name),
+        ):
+            if value:
+                attributes.append((key, value))
+    return span_name_from_request_info(method, info), tuple(attributes)
+
+
+class _ClientSpans:
+    """Start and finish the CLIENT span of a call; never raises into the caller."""
+
+    def __init__(self, tracer: trace.Tracer, function: Callable[..., Any]) -> None:
+        self.tracer = tracer
+        names = list(inspect.signature(function).parameters)[1:]  # without self
+        self.headers_index = names.index("headers") if "headers" in names else None
+        self.query_index = names.index("query_params") if "query_params" in names else None
+
+    def _argument(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, index: Optional[int]
+    ) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        return args[index] if index is not None and index < len(args) else None
+
+    def start(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], Span]:
+        method = str(self._argument(args, kwargs, "method", 0) or "").upper()
+        url = str(self._argument(args, kwargs, "url", 1) or "")
+        query_params = self._argument(args, kwargs, "query_params", self.query_index)
+        headers = self._argument(args, kwargs, "headers", self.headers_index)
+        parts = urlsplit(url)
+        query = parts.query
+        if query_params:
+            query = "&".join(q for q in (query, urlencode(list(query_params))) if q)
+        content_type = ""
+        if isinstance(headers, dict):
+            content_type = str(headers.get("Content-Type") or headers.get("content-type") or "")
+        name, described = _describe(method, parts.path, query, content_type)
+        attributes: dict[str, Any] = {
+            **dict(described),
+            "http.request.method": method,
+            "server.address": parts.hostname or "",
+            "url.full": urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, "")),
+        }
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        if not isinstance(headers, dict):
+            headers = {}
+            if "headers" in kwargs or self.headers_index is None or self.headers_index >= len(args):
+                kwargs = {**kwargs, "headers": headers}
+            else:
+                args = (*args[: self.headers_index], headers, *args[self.headers_index + 1 :])
+        inject(headers, trace.set_span_in_context(span))
+        return args, kwargs, span
+
+    @staticmethod
+    def finish(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
+        try:
+            status = getattr(response, "status", None)
+            if error is not None:
+                status = getattr(error, "status", None) or status
+                span.record_exception(error)
+                span.set_attribute("error.type", str(status) if status else type(error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+            if isinstance(status, int) and status:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 400 and error is None:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+        except Exception:  # never let tracing break a controller
+            _logger.debug("k8s_otel: failed to finish a client span", exc_info=True)
+        finally:
+            span.end()
+
+
+def _sync_wrapper(spans: _ClientSpans) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            args, kwargs, span = spans.start(args, kwargs)
+        except Exception:
+            _logger.debug("k8s_otel: failed to start a client span", exc_info=True)
+            return wrapped(*args, **kwargs)
+        with trace.use_span(span, end_on_exit=False), suppress_http_instrumentation():
+            try:
+                response = wrapped(*args, **kwargs)
+            except BaseException as error:
+                spans.finish(span, error=error)
+                raise
+        spans.finish(span, response)
+        return response
+
+    return wrapper
+
+
+def _async_wrapper(spans: _ClientSpans) -> Callable[..., Any]:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            args, kwargs, span = spans.start(args, kwargs)
+        except Exception:
+            _logger.debug("k8s_otel: failed to start a client span", exc_info=True)
+            return await wrapped(*args, **kwargs)
+        with trace.use_span(span, end_on_exit=False), suppress_http_instrumentation():
+            try:
+                response = await wrapped(*args, **kwargs)
+            except BaseException as error:
+                spans.finish(span, error=error)
+                raise
+        spans.finish(span, response)
+        return response
+
+    return wrapper
+
+
+class KubernetesClientInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``KubernetesClientInstrumentor().instrument(tracer_provider=...)``; ``opentelemetry-instrument`` finds it.
+
+    Instruments whichever of ``kubernetes`` and ``kubernetes_asyncio`` is installed.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()  # either client will do; each is patched only when it imports
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
+        self._patched: list[tuple[Any, str]] = []
+        for module_name, attribute in _TARGETS:
+            try:
+                module = __import__(module_name, fromlist=["RESTClientObject"])
+            except ImportError:
+                continue
+            function = module.RESTClientObject.request
+            spans = _ClientSpans(tracer, function)
+            wrapper = _async_wrapper(spans) if inspect.iscoroutinefunction(function) else _sync_wrapper(spans)
+            wrapt.wrap_function_wrapper(module_name, attribute, wrapper)
+            self._patched.append((module.RESTClientObject, "request"))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, name in getattr(self, "_patched", []):
+            unwrap(owner, name)
+        self._patched = []
