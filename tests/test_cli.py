@@ -219,6 +219,7 @@ def test_doctor_against_a_live_endpoint(otlp_receiver: OTLPReceiver, tmp_path: P
         r"headers\s+authorization \(values hidden\)\s+env \(OTEL_EXPORTER_OTLP_HEADERS\)", result.stdout
     )
     assert f"collector: gRPC connection to {otlp_receiver.endpoint} established" in result.stdout
+    assert "kubernetes resource: none (not in a pod)" in result.stdout
     assert result.stdout.rstrip().endswith("ok")
     assert TOKEN not in result.stdout + result.stderr
 
@@ -233,6 +234,7 @@ def test_doctor_against_a_dead_endpoint() -> None:
     assert report["ok"] is False
     assert report["collector"]["reachable"] is False
     assert report["settings"]["endpoint"] == {"value": endpoint, "source": "argument", "origin": ""}
+    assert report["kubernetes_resource"] == {}
     assert any(f["message"].startswith("collector unreachable") for f in report["findings"])
 
 
@@ -258,6 +260,7 @@ def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_pat
     assert "use OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=100" in text
     assert "nope.pem' does not exist" in text
     assert "without downward-API env for pod namespace, pod UID, node name, pod IP" in text
+    assert "k8s.pod.name=web-0" in text.split("kubernetes resource:")[1].splitlines()[0]
     assert text.rstrip().endswith("broken: see the errors above")
     no_traceback(result)
 

@@ -107,6 +107,9 @@ def running(argv: list[str], port: int, env: dict[str, str]) -> Iterator[subproc
                 time.sleep(0.1)
         yield process
     finally:
+        # The server thread ends the span when it closes the response, just after the client has
+        # read it; a request still in flight at SIGTERM is lost by design, so let it finish first.
+        time.sleep(0.3)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=20)

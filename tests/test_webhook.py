@@ -466,7 +466,9 @@ def test_a_stream_without_length_or_end_is_never_read(sampled_handle: TracingHan
     assert _call_wsgi(middleware, environ) == b""
 
 
-def test_gunicorn_preload_forked_workers_export(otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer) -> None:
+def test_gunicorn_preload_forked_workers_export(
+    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer
+) -> None:
     # --preload: configure() runs in the master before the fork; each worker must build its own
     # exporter (a gRPC channel from before fork() is unusable in the child), and flush on exit.
     import os
@@ -501,7 +503,11 @@ def test_gunicorn_preload_forked_workers_export(otlp_receiver: OTLPReceiver, api
         process.wait(timeout=30)
     assert all(json.loads(c.body)["response"]["allowed"] for c in calls)
     spans = otlp_receiver.wait_for_spans(6 * 4)
-    servers = {s.trace_id: s for s in spans if s.kind == "SERVER" and s.resource.get("service.name") == "gunicorn-webhook"}
+    servers = {
+        s.trace_id: s
+        for s in spans
+        if s.kind == "SERVER" and s.resource.get("service.name") == "gunicorn-webhook"
+    }
     assert len(servers) == 6
     for call in calls:
         assert servers[call.trace_id].parent_span_id == call.client_span_id

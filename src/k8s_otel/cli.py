@@ -270,9 +270,13 @@ def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not reachable:
         findings.append(("error", f"collector unreachable: {detail}"))
     broken = any(level == "error" for level, _ in findings)
+    from k8s_otel.resource import KubernetesResourceDetector
+
+    detected = dict(KubernetesResourceDetector().detect().attributes)
     if args.json:
         report = {
             "settings": settings.as_dict(),
+            "kubernetes_resource": detected,
             "collector": {"reachable": reachable, "detail": detail},
             "findings": [{"level": level, "message": message} for level, message in findings],
             "ok": not broken,
@@ -287,7 +291,9 @@ def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         shown = ", ".join(value) + " (values hidden)" if name == "headers" and value else value
         where = entry["source"] + (f" ({entry['origin']})" if entry["origin"] else "")
         out.write(f"  {name:<27} {shown!s:<40} {where}\n")
-    out.write(f"\ncollector: {detail}\n")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(detected.items())) or "none (not in a pod)"
+    out.write(f"\nkubernetes resource: {shown}\n")
+    out.write(f"collector: {detail}\n")
     for level, message in findings:
         out.write(f"{level}: {message}\n")
     out.write("\n" + ("broken: see the errors above\n" if broken else "ok\n"))

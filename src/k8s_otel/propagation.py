@@ -39,6 +39,7 @@ __all__ = [
     "header_values",
     "inject",
     "parse_traceparent",
+    "pair_values",
     "parse_tracestate",
 ]
 
@@ -219,6 +220,7 @@ def _fold(values: Iterable[Any]) -> Optional[str]:
     return texts[0] if len(texts) == 1 else ",".join(texts)
 
 
+_FIELDS = frozenset({TRACEPARENT, TRACESTATE, BAGGAGE})
 _WSGI_NAMES = {TRACEPARENT: "HTTP_TRACEPARENT", TRACESTATE: "HTTP_TRACESTATE", BAGGAGE: "HTTP_BAGGAGE"}
 
 
@@ -268,6 +270,18 @@ def _is_case_insensitive(headers: Mapping[str, Any]) -> bool:
     return type(headers).__name__ in ("CaseInsensitiveDict", "CIMultiDict", "CIMultiDictProxy", "Headers")
 
 
+def pair_values(pairs: Iterable[tuple[Any, Any]]) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """traceparent, tracestate and baggage from header pairs (ASGI bytes or str), one pass, folded."""
+    found: dict[str, list[str]] = {}
+    for name, value in pairs:
+        key = (name.decode("latin-1") if isinstance(name, (bytes, bytearray)) else str(name)).lower()
+        if key in _FIELDS:
+            found.setdefault(key, []).append(
+                value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+            )
+    return _fold(found.get(TRACEPARENT, ())), _fold(found.get(TRACESTATE, ())), _fold(found.get(BAGGAGE, ()))
+
+
 def extract(headers: Any, context: Optional[Context] = None) -> Context:
     """The W3C context (traceparent, tracestate, baggage) in ``headers``, of any carrier kind.
 
@@ -280,6 +294,11 @@ def extract(headers: Any, context: Optional[Context] = None) -> Context:
             tracestate, bag = headers.get(TRACESTATE), headers.get(BAGGAGE)
             if (tracestate is None or type(tracestate) is str) and (bag is None or type(bag) is str):
                 return extract_from_values(traceparent, tracestate, bag, context)
+    if isinstance(headers, (list, tuple)):
+        try:
+            return extract_from_values(*pair_values(headers), context=context)
+        except (TypeError, ValueError):  # not pairs: no context, never an error
+            return context if context is not None else Context()
     return extract_from_values(
         header_values(headers, TRACEPARENT),
         header_values(headers, TRACESTATE),

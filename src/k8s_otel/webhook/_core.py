@@ -10,7 +10,7 @@ request goes through untouched: no body is buffered, nothing is parsed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -277,28 +277,3 @@ def detach(token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
     except Exception:  # a token from another context (a generator closed elsewhere): harmless
         _logger.debug("k8s_otel: context detach failed", exc_info=True)
-
-
-def header_values(
-    pairs: Sequence[tuple[bytes, bytes]],
-) -> tuple[Optional[str], Optional[str], Optional[str], int]:
-    """traceparent, tracestate and baggage from ASGI headers; repeated lines folded with ``,``.
-
-    Returns the number of traceparent lines too: two of them make the context invalid.
-    """
-    traceparent: list[str] = []
-    tracestate: list[str] = []
-    baggage: list[str] = []
-    for name, value in pairs:
-        if len(name) == 11 and name.lower() == b"traceparent":
-            traceparent.append(value.decode("latin-1"))
-        elif len(name) == 10 and name.lower() == b"tracestate":
-            tracestate.append(value.decode("latin-1"))
-        elif len(name) == 7 and name.lower() == b"baggage":
-            baggage.append(value.decode("latin-1"))
-    return (
-        ",".join(traceparent) if traceparent else None,
-        ",".join(tracestate) if tracestate else None,
-        ",".join(baggage) if baggage else None,
-        len(traceparent),
-    )

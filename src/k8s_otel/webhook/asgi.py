@@ -10,13 +10,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel.admission import ReviewRequest
+from k8s_otel.propagation import pair_values
 from k8s_otel.trust import TrustPolicy
 from k8s_otel.webhook._core import (
     DEFAULT_MAX_BODY_BYTES,
     HTTPRequest,
     WebhookTracer,
     detach,
-    header_values,
     http_server_attributes,
 )
 
@@ -59,7 +59,7 @@ class ASGIMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            traceparent, tracestate, baggage, _ = header_values(scope.get("headers") or ())
+            traceparent, tracestate, baggage = pair_values(scope.get("headers") or ())
             request = HTTPRequest(
                 method=scope.get("method", ""),
                 path=scope.get("path", ""),
