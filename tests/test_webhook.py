@@ -511,3 +511,53 @@ def test_gunicorn_preload_forked_workers_export(
     assert len(servers) == 6
     for call in calls:
         assert servers[call.trace_id].parent_span_id == call.client_span_id
+
+
+# --- the handler decorator ----------------------------------------------------------------------
+
+
+def test_admission_handler_decorator() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from k8s_otel.sampling import PerMillionSampler
+    from k8s_otel.webhook import admission_handler
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=PerMillionSampler(1_000_000))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+
+    @admission_handler(tracer_provider=provider, webhook_type="validating")
+    def validate(document: dict[str, Any]) -> dict[str, Any]:
+        """The docstring stays."""
+        if document["request"]["name"] == "explode":
+            raise RuntimeError("policy engine down")
+        uid = "wrong" if document["request"]["name"] == "bad-uid" else document["request"]["uid"]
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": True},
+        }
+
+    headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    assert validate(review(), headers=headers)["response"]["allowed"] is True
+    validate(review(name="bad-uid"))
+    with pytest.raises(RuntimeError, match="policy engine down"):
+        validate(review(name="explode"))
+    assert validate.__doc__ == "The docstring stays."
+    served, bad, exploded = memory.get_finished_spans()
+    assert (served.name, served.kind.name) == ("validate", "SERVER")
+    assert served.parent is not None and served.parent.span_id == 0x00F067AA0BA902B7
+    assert (
+        served.attributes is not None and served.attributes["UID"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    )
+    assert served.attributes["response.allowed"] is True
+    assert bad.kind.name == "INTERNAL" and bad.parent is None
+    assert bad.attributes is not None
+    assert (
+        'expected response.uid="705ab4f5-6393-11e8-b7cc-42010a800002", got "wrong"'
+        in bad.attributes["admission.problems"]
+    )
+    assert exploded.status.status_code.name == "ERROR"
+    assert exploded.attributes is not None and exploded.attributes["error.type"] == "RuntimeError"
