@@ -110,7 +110,7 @@ class FakeAPIServer:
                 elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and parts[4] == "pods":
                     self._pod_or_error(parts[5])
                 elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods":
-                    if query.get("watch", ["false"])[0] in ("true", "1"):
+                    if query.get("watch", ["false"])[0].lower() in ("true", "1"):  # clients send True or true
                         self._watch()
                     else:
                         items = list(fake.pods.values())

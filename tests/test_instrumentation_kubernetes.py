@@ -193,7 +193,7 @@ def test_kubernetes_asyncio(exporter: InMemorySpanExporter, apiserver: FakeAPISe
 
 
 def test_entry_point_is_registered() -> None:
-    from importlib.metadata import entry_points
+    from opentelemetry.util._importlib_metadata import entry_points  # group= on every Python version
 
     [entry] = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "kubernetes"]
     assert entry.load() is KubernetesClientInstrumentor

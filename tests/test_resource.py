@@ -314,3 +314,18 @@ def test_configure_outside_kubernetes_keeps_the_sdk_resource() -> None:
         handle.shutdown(1)
     assert str(attributes["service.name"]).startswith("unknown_service")
     assert not [k for k in attributes if str(k).startswith("k8s.")]
+
+
+def test_the_users_keys_are_left_to_the_users_values() -> None:
+    environ = {
+        **IN_POD,
+        "POD_NAME": "web-0",
+        "POD_IP": "10.0.0.1",
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.ip=1.2.3.4, bad",
+        "OTEL_SERVICE_NAME": "mine",
+    }
+    attributes = detect("laptop", environ)
+    assert (
+        "k8s.pod.ip" not in attributes and "service.name" not in attributes
+    )  # the SDK's otel detector sets them
+    assert attributes["k8s.pod.name"] == "web-0"

@@ -232,7 +232,22 @@ class KubernetesResourceDetector(ResourceDetector):
         service = service_name_for(attributes)
         if service:
             attributes.setdefault("service.name", service)
+        # The user's values must win even where the SDK runs its detectors in no fixed order (a set,
+        # before 1.42): leave out what OTEL_RESOURCE_ATTRIBUTES or OTEL_SERVICE_NAME set. Only the
+        # keys are read here; the SDK's otel detector parses and applies the values.
+        for key in self._user_keys():
+            attributes.pop(key, None)
         return attributes
+
+    def _user_keys(self) -> set[str]:
+        keys = {
+            item.partition("=")[0].strip()
+            for item in self._environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+            if "=" in item
+        }
+        if self._environ.get("OTEL_SERVICE_NAME", "").strip():
+            keys.add("service.name")
+        return keys
 
     def _labels(self) -> dict[str, str]:
         directory = self._downward_dir
