@@ -24,7 +24,7 @@ from k8s_otel.admission import ReviewRequest, ReviewResponse, check_review_respo
 from k8s_otel.propagation import extract_from_values
 from k8s_otel.trust import TrustPolicy
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookTracer", "attribute_keys"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookMiddleware", "WebhookTracer", "attribute_keys"]
 
 _logger = logging.getLogger("k8s_otel.webhook")
 
@@ -277,3 +277,32 @@ def detach(token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
     except Exception:  # a token from another context (a generator closed elsewhere): harmless
         _logger.debug("k8s_otel: context detach failed", exc_info=True)
+
+
+class WebhookMiddleware:
+    """What the WSGI and ASGI wrappers share: the wrapped app and their WebhookTracer.
+
+    Options: ``tracer_provider`` (default: the global one, looked up on first use), ``trust``
+    (``"trust"``, ``"link"`` or a TrustPolicy; default ``"trust"``: the caller is kube-apiserver),
+    ``webhook_type`` (``"validating"``/``"mutating"``: enables the patch checks), ``record_user``
+    (the end user's name and groups; off by default), ``max_body_bytes``.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        tracer_provider: Optional[trace.TracerProvider] = None,
+        trust: Union[TrustPolicy, str] = "trust",
+        webhook_type: Optional[str] = None,
+        record_user: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.tracer = WebhookTracer(
+            tracer_provider=tracer_provider,
+            trust=trust,
+            webhook_type=webhook_type,
+            record_user=record_user,
+            max_body_bytes=max_body_bytes,
+        )

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel.admission import ReviewRequest
 from k8s_otel.propagation import pair_values
-from k8s_otel.trust import TrustPolicy
 from k8s_otel.webhook._core import (
-    DEFAULT_MAX_BODY_BYTES,
     HTTPRequest,
-    WebhookTracer,
+    WebhookMiddleware,
     detach,
     http_server_attributes,
 )
@@ -29,30 +27,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class ASGIMiddleware:
-    """Wrap an ASGI admission webhook: ``app = ASGIMiddleware(app)``.
+class ASGIMiddleware(WebhookMiddleware):
+    """Wrap an ASGI admission webhook: ``app = ASGIMiddleware(app)`` (options: WebhookMiddleware).
 
-    Takes the same options as WSGIMiddleware. Non-HTTP scopes (lifespan, websocket) pass through.
+    Non-HTTP scopes (lifespan, websocket) pass through.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        tracer_provider: Optional[trace.TracerProvider] = None,
-        trust: Union[TrustPolicy, str] = "trust",
-        webhook_type: Optional[str] = None,
-        record_user: bool = False,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self.tracer = WebhookTracer(
-            tracer_provider=tracer_provider,
-            trust=trust,
-            webhook_type=webhook_type,
-            record_user=record_user,
-            max_body_bytes=max_body_bytes,
-        )
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":

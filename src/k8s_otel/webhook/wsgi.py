@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel.admission import ReviewRequest
-from k8s_otel.trust import TrustPolicy
 from k8s_otel.webhook._core import (
-    DEFAULT_MAX_BODY_BYTES,
     HTTPRequest,
-    WebhookTracer,
+    WebhookMiddleware,
     detach,
     http_server_attributes,
 )
@@ -132,33 +130,10 @@ class _TracedResponse:
             detach(self._token)
 
 
-class WSGIMiddleware:
-    """Wrap a WSGI admission webhook: ``app.wsgi_app = WSGIMiddleware(app.wsgi_app)``.
+class WSGIMiddleware(WebhookMiddleware):
+    """Wrap a WSGI admission webhook: ``app.wsgi_app = WSGIMiddleware(app.wsgi_app)`` (options: WebhookMiddleware)."""
 
-    Options: ``tracer_provider`` (default: the global one), ``trust`` (``"trust"``, ``"link"`` or a
-    TrustPolicy; default ``"trust"``: the caller is kube-apiserver), ``webhook_type``
-    (``"validating"``/``"mutating"``: enables the patch checks), ``record_user`` (the end user's
-    name and groups; off by default), ``max_body_bytes``.
-    """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        tracer_provider: Optional[trace.TracerProvider] = None,
-        trust: Union[TrustPolicy, str] = "trust",
-        webhook_type: Optional[str] = None,
-        record_user: bool = False,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self.tracer = WebhookTracer(
-            tracer_provider=tracer_provider,
-            trust=trust,
-            webhook_type=webhook_type,
-            record_user=record_user,
-            max_body_bytes=max_body_bytes,
-        )
+    app: WSGIApp
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
