@@ -323,3 +323,15 @@ def test_grpc_targets(endpoint: str, target: str) -> None:
 def test_values_are_bounded_in_problems() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_COMPRESSION": "x" * 100_000})
     assert len(s.problems[0]) < 200
+
+
+@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+def test_an_unparseable_env_endpoint_is_reported_not_raised(name: str) -> None:
+    s = resolve_settings(environ={name: "http://[::1"})
+    assert (s.endpoint.value, s.endpoint.source) == ("localhost:4317", "default")
+    assert "cannot be parsed" in s.problems[0] and name in s.problems[0]
+
+
+def test_an_unparseable_endpoint_argument_raises() -> None:
+    with pytest.raises(ValueError, match="cannot be parsed"):
+        resolve_settings(endpoint="http://[::1", environ={})

@@ -274,6 +274,17 @@ def resolve_settings(
         else:
             endpoint_setting = Setting(DEFAULT_GRPC_ENDPOINT, "default")
 
+    # An endpoint that cannot be parsed: a code error as an argument, a reported problem otherwise.
+    try:
+        grpc_target(endpoint_setting.value)
+    except ValueError as error:
+        message = f"endpoint {endpoint_setting.value[:80]!r} ({endpoint_setting.describe()}) cannot be parsed: {error}"
+        if endpoint_setting.source == "argument":
+            raise ValueError(message) from None
+        default = DEFAULT_HTTP_ENDPOINT if protocol_setting.value == HTTP_PROTOBUF else DEFAULT_GRPC_ENDPOINT
+        resolver.problem(f"{message}; using {default}")
+        endpoint_setting = Setting(default, "default")
+
     # TLS material and the insecure flag.
     def path_setting(*names: str) -> Setting[Optional[str]]:
         value, name = env(*names)
