@@ -561,3 +561,12 @@ def test_admission_handler_decorator() -> None:
     )
     assert exploded.status.status_code.name == "ERROR"
     assert exploded.attributes is not None and exploded.attributes["error.type"] == "RuntimeError"
+
+
+def test_the_docs_list_every_attribute_key() -> None:
+    from pathlib import Path
+
+    from k8s_otel.webhook import attribute_keys
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
+    assert [key for key in attribute_keys() if f"`{key}`" not in docs] == []

@@ -62,10 +62,6 @@ class ReceivedSpan:
     flags: int
     trace_state: str
 
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_time_unix_nano - self.start_time_unix_nano) / 1e6
-
 
 @dataclass(frozen=True)
 class ReceivedRequest:
@@ -209,13 +205,3 @@ class OTLPReceiver:
                 if len(spans) >= count or remaining <= 0:
                     return spans
                 self._changed.wait(remaining)
-
-    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self._requests) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-            return list(self._requests)

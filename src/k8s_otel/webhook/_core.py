@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
 from k8s_otel.admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
+from k8s_otel.conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
 from k8s_otel.propagation import extract_from_values
 from k8s_otel.trust import TrustPolicy
 
@@ -36,16 +37,9 @@ _MAX_NAME_PATH = 128
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 WEBHOOK_TYPES = ("validating", "mutating")
 
-# Keys kube-apiserver puts on its "Call … webhook" span (and its REST spans), reused as they are.
-UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND = (
-    "UID",
-    "operation",
-    "resource",
-    "subresource",
-    "name",
-    "namespace",
-    "kind",
-)
+# kube-apiserver's keys (its "Call … webhook" span and REST spans) come from conventions; "kind"
+# carries GroupVersionKind.String(), as the apiserver formats it.
+KIND = "kind"
 # Ours: the AdmissionReview field path, so the key says where the value came from.
 REVIEW_VERSION = "request.apiVersion"
 DRY_RUN = "request.dryRun"
@@ -61,7 +55,7 @@ WEBHOOK_TYPE = "admission.webhook.type"
 
 
 def attribute_keys() -> tuple[str, ...]:
-    """Every admission key the wrappers may set (the docs' table is checked against this)."""
+    """Every admission key the wrappers may set (tests check that docs/webhooks.md lists each one)."""
     return (
         UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND, REVIEW_VERSION, DRY_RUN, USERNAME,
         GROUPS, ALLOWED, STATUS_CODE, PATCH_TYPE, PATCH_OPERATIONS, WARNINGS, PROBLEMS, WEBHOOK_TYPE,
@@ -98,7 +92,7 @@ class WebhookTracer:
             raise ValueError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
         self._tracer_provider = tracer_provider
         self._tracer: Optional[trace.Tracer] = None
-        self.policy = trust if isinstance(trust, TrustPolicy) else TrustPolicy.parse(trust)
+        self.policy = TrustPolicy.parse(trust)
         self.webhook_type = webhook_type
         self.record_user = record_user
         self.max_body_bytes = max_body_bytes
