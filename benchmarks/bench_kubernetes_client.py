@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_apiserver import FakeAPIServer  # noqa: E402
+from fake_apiserver import FakeAPIServer
 
 CALLS = 50
 PROVIDER = TracerProvider(sampler=ALWAYS_ON)
@@ -38,7 +38,9 @@ def api() -> Iterator[kubernetes.client.CoreV1Api]:
 @pytest.mark.parametrize("implementation", ["bare", "stock", "k8s_otel"])
 def test_read_namespaced_pod(benchmark: Any, api: kubernetes.client.CoreV1Api, implementation: str) -> None:
     benchmark.group = f"kubernetes client, {CALLS} read_namespaced_pod calls"
-    instrumentor: Any = {"stock": URLLib3Instrumentor, "k8s_otel": KubernetesClientInstrumentor}.get(implementation)
+    instrumentor: Any = {"stock": URLLib3Instrumentor, "k8s_otel": KubernetesClientInstrumentor}.get(
+        implementation
+    )
     active = instrumentor() if instrumentor else None
     if active is not None:
         active.instrument(tracer_provider=PROVIDER)

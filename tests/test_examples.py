@@ -185,3 +185,103 @@ def test_example_webhooks_join_the_apiserver_trace(
     assert span.attributes["http.route"] == "/validate"
     assert span.attributes["UID"] == uid
     assert span.attributes["response.allowed"] is allowed
+
+
+def test_the_crd_is_the_one_the_kopf_example_reconciles() -> None:
+    crd, example = documents("kopfexample-crd.yaml")
+    source = (EXAMPLES / "kopf_operator.py").read_text()
+    assert 'GROUP, VERSION, PLURAL = "kopf.dev", "v1", "kopfexamples"' in source
+    assert (crd["spec"]["group"], crd["spec"]["names"]["plural"]) == ("kopf.dev", "kopfexamples")
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
+    assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+    assert example["apiVersion"] == "kopf.dev/v1" and example["kind"] == crd["spec"]["names"]["kind"]
+
+
+def test_the_kopf_operator_example_traces_its_reconcile(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    from fake_apiserver import pod
+    from fake_cluster import FakeCluster
+
+    annotation_trace = "0af7651916cd43dd8448eb211c80319c"
+    with FakeCluster().running() as cluster:
+        running_pod = pod("web-a")
+        running_pod["metadata"]["labels"] = {"app": "shop"}
+        cluster.create("pods", running_pod)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": cluster.host}}],
+                    "users": [{"name": "me", "user": {}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        env = {
+            "KUBECONFIG": str(kubeconfig),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_TRACES_SAMPLER": "k8s_per_million",  # as the components: unset means no root spans
+            "OTEL_TRACES_SAMPLER_ARG": "1000000",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "kopf_operator.py"],
+            cwd=EXAMPLES,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not any("watch=true" in r.query for r in cluster.seen("GET", "/kopfexamples")):
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the operator never started watching"
+                time.sleep(0.05)
+            cluster.create(
+                "kopfexamples",
+                {
+                    "metadata": {
+                        "name": "shop",
+                        "namespace": "default",
+                        "annotations": {
+                            "k8s-otel.io/traceparent": f"00-{annotation_trace}-b7ad6b7169203331-01"
+                        },
+                    },
+                    "spec": {"size": 1},
+                },
+            )
+            while ((cluster.get("kopfexamples", "default", "shop") or {}).get("status") or {}).get(
+                "ready"
+            ) != "1/1":
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the operator never reconciled"
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)  # kopf stops gracefully; the exit flushes the spans
+            try:
+                assert process.wait(timeout=20) == 0
+            finally:
+                process.kill()
+
+    spans = otlp_receiver.spans()
+    [handler] = [s for s in spans if s.name == "kopf.on.create kopfexamples.kopf.dev"]
+    assert handler.scope == "k8s_otel.instrumentation.kopf"
+    assert handler.resource["service.name"] == "kopfexample-operator"
+    assert {
+        k: handler.attributes[k] for k in ("name", "k8s.namespace.name", "kopf.handler.id", "kopf.outcome")
+    } == {
+        "name": "shop",
+        "k8s.namespace.name": "default",
+        "kopf.handler.id": "reconcile",
+        "kopf.outcome": "success",
+    }
+    assert handler.parent_span_id == "" and [link[0] for link in handler.links] == [annotation_trace]
+    children = {
+        s.name for s in spans if s.trace_id == handler.trace_id and s.parent_span_id == handler.span_id
+    }
+    assert {
+        "GET /api/v1/namespaces/{:namespace}/pods",
+        "PATCH /apis/kopf.dev/v1/namespaces/{:namespace}/kopfexamples/{:name}/status",
+    } <= children

@@ -1,1 +1,1 @@
-"""Instrumentation for Kubernetes controllers: the ``kubernetes`` and ``kubernetes_asyncio`` clients."""
+"""Instrumentation for Kubernetes controllers: the ``kubernetes`` and ``kubernetes_asyncio`` clients, and kopf."""

@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import wrapt
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, unwrap
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -40,7 +41,7 @@ from k8s_otel.conventions import (
 )
 from k8s_otel.propagation import inject
 
-__all__ = ["KubernetesClientInstrumentor"]
+__all__ = ["KubernetesClientInstrumentor", "finish_client_span", "start_client_span"]
 
 _logger = logging.getLogger(__name__)
 SCOPE = "k8s_otel.instrumentation.kubernetes"
@@ -74,6 +75,54 @@ def _describe(
     return span_name_from_request_info(method, info), tuple(attributes)
 
 
+def start_client_span(
+    tracer: trace.Tracer,
+    method: str,
+    url: str,
+    query_params: Any = None,
+    content_type: str = "",
+    context: Optional[Context] = None,
+) -> Span:
+    """A CLIENT span for one API call, named and keyed as kube-apiserver names the request.
+
+    ``url`` may be relative (kopf passes paths); the server keys are then left to the caller.
+    """
+    parts = urlsplit(url)
+    query = parts.query
+    if query_params:
+        query = "&".join(q for q in (query, urlencode(list(query_params))) if q)
+    name, described = _describe(method, parts.path, query, content_type)
+    attributes: dict[str, Any] = {**dict(described), "http.request.method": method}
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+        attributes["url.full"] = urlunsplit(
+            (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, "")
+        )
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
+    return tracer.start_span(name, context, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def finish_client_span(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
+    """Record the status (or the error, with its status when it has one) and end the span."""
+    try:
+        status = getattr(response, "status", None)
+        if error is not None:
+            status = getattr(error, "status", None) or status
+            span.record_exception(error)
+            span.set_attribute("error.type", str(status) if status else type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+        if isinstance(status, int) and status:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400 and error is None:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+    except Exception:  # never let tracing break a controller
+        _logger.debug("k8s_otel: failed to finish a client span", exc_info=True)
+    finally:
+        span.end()
+
+
 class _ClientSpans:
     """Start and finish the CLIENT span of a call; never raises into the caller."""
 
@@ -97,23 +146,10 @@ class _ClientSpans:
         url = str(self._argument(args, kwargs, "url", 1) or "")
         query_params = self._argument(args, kwargs, "query_params", self.query_index)
         headers = self._argument(args, kwargs, "headers", self.headers_index)
-        parts = urlsplit(url)
-        query = parts.query
-        if query_params:
-            query = "&".join(q for q in (query, urlencode(list(query_params))) if q)
         content_type = ""
         if isinstance(headers, dict):
             content_type = str(headers.get("Content-Type") or headers.get("content-type") or "")
-        name, described = _describe(method, parts.path, query, content_type)
-        attributes: dict[str, Any] = {
-            **dict(described),
-            "http.request.method": method,
-            "server.address": parts.hostname or "",
-            "url.full": urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, "")),
-        }
-        if parts.port is not None:
-            attributes["server.port"] = parts.port
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = start_client_span(self.tracer, method, url, query_params, content_type)
         if not isinstance(headers, dict):
             headers = {}
             if "headers" in kwargs or self.headers_index is None or self.headers_index >= len(args):
@@ -123,24 +159,7 @@ class _ClientSpans:
         inject(headers, trace.set_span_in_context(span))
         return args, kwargs, span
 
-    @staticmethod
-    def finish(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
-        try:
-            status = getattr(response, "status", None)
-            if error is not None:
-                status = getattr(error, "status", None) or status
-                span.record_exception(error)
-                span.set_attribute("error.type", str(status) if status else type(error).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
-            if isinstance(status, int) and status:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 400 and error is None:
-                    span.set_attribute("error.type", str(status))
-                    span.set_status(Status(StatusCode.ERROR))
-        except Exception:  # never let tracing break a controller
-            _logger.debug("k8s_otel: failed to finish a client span", exc_info=True)
-        finally:
-            span.end()
+    finish = staticmethod(finish_client_span)
 
 
 def _sync_wrapper(spans: _ClientSpans) -> Callable[..., Any]:

@@ -1,0 +1,194 @@
+"""kopf: per-call overhead of our instrumentation against the stock way to get the same spans.
+
+Two groups, each with three variants in one run, on the same TracerProvider (sampling on, spans
+dropped), so ratios.py reports (ours - bare) / (stock - bare):
+
+- kopf API calls: 50 ``kopf._cogs.clients.api.request`` GETs to the fake apiserver on 127.0.0.1,
+  through kopf's own aiohttp session; stock = ``AioHttpClientInstrumentor`` (contrib), which traces
+  sessions created after it is on (the session is made per variant).
+- handler invocations: 200 calls of kopf's ``invoke_handler`` for a create handler; stock = the
+  handler decorated by hand with ``tracer.start_as_current_span`` (what a user writes without us).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.clients import api, auth
+from kopf._cogs.structs import bodies, ephemera, patches, references
+from kopf._core.actions import execution
+from kopf._core.engines import indexing
+from kopf._core.intents import causes, handlers
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+from k8s_otel.instrumentation.kopf import KopfInstrumentor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_apiserver import FakeAPIServer
+
+CALLS = 50
+INVOCATIONS = 200
+PROVIDER = TracerProvider(sampler=ALWAYS_ON)
+PROVIDER.add_span_processor(SpanProcessor())
+LOGGER = logging.getLogger("bench")
+RESOURCE = references.Resource("kopf.dev", "v1", "kopfexamples")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeAPIServer]:
+    with FakeAPIServer().running() as fake:
+        yield fake
+
+
+def _instrument(implementation: str, stock: Any) -> Any:
+    active = {"stock": stock, "k8s_otel": KopfInstrumentor}.get(implementation)
+    instance = active() if active else None
+    if instance is not None:
+        instance.instrument(tracer_provider=PROVIDER)
+    return instance
+
+
+@pytest.mark.parametrize("implementation", ["bare", "stock", "k8s_otel"])
+def test_kopf_api_calls(benchmark: Any, server: FakeAPIServer, implementation: str) -> None:
+    benchmark.group = f"kopf API calls, {CALLS} GET pod"
+    instance = _instrument(implementation, AioHttpClientInstrumentor)
+    loop = asyncio.new_event_loop()
+    settings = kopf.OperatorSettings()
+
+    async def make_context() -> auth.APIContext:
+        return auth.APIContext(kopf.ConnectionInfo(server=server.host, insecure=True))
+
+    context = loop.run_until_complete(make_context())
+
+    async def calls() -> None:
+        for _ in range(CALLS):
+            response = await api.request(
+                "get",
+                "/api/v1/namespaces/default/pods/web-0",
+                settings=settings,
+                logger=LOGGER,
+                context=context,
+            )
+            async with response:
+                await response.json()
+
+    try:
+        benchmark(lambda: loop.run_until_complete(calls()))
+    finally:
+        loop.run_until_complete(context.session.close())
+        loop.close()
+        if instance is not None:
+            instance.uninstrument()
+
+
+def _cause() -> causes.ChangingCause:
+    body = bodies.Body(
+        {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "KopfExample",
+            "metadata": {
+                "name": "ex1",
+                "namespace": "default",
+                "uid": "6f1d3c2e-0000-4000-8000-000000000101",
+            },
+            "spec": {"size": 1},
+        }
+    )
+    return causes.ChangingCause(
+        logger=LOGGER,
+        indices=indexing.OperatorIndexers().indices,
+        memo=ephemera.AnyMemo(ephemera.Memo()),
+        resource=RESOURCE,
+        patch=patches.Patch(),
+        body=body,
+        initial=False,
+        reason=causes.Reason.CREATE,
+    )
+
+
+@pytest.mark.parametrize("implementation", ["bare", "stock", "k8s_otel"])
+def test_handler_invocations(benchmark: Any, implementation: str) -> None:
+    benchmark.group = f"kopf handler invocations, {INVOCATIONS} create handlers"
+    instance = _instrument(implementation, None)
+    tracer = PROVIDER.get_tracer("bench")
+
+    async def plain(**_: Any) -> None:
+        pass
+
+    async def by_hand(name: str, namespace: str, uid: str, retry: int, **_: Any) -> None:
+        # What a user writes without k8s-otel to get the same span: the same name and keys.
+        attributes = {
+            "api-group": "kopf.dev",
+            "api-version": "v1",
+            "resource": "kopfexamples",
+            "kopf.handler.type": "create",
+            "kopf.handler.id": "created",
+            "kopf.retry": retry,
+            "kopf.event.type": "create",
+            "name": name,
+            "k8s.namespace.name": namespace,
+            "UID": uid,
+        }
+        with tracer.start_as_current_span(
+            "kopf.on.create kopfexamples.kopf.dev", attributes=attributes
+        ) as span:
+            span.set_attribute("kopf.outcome", "success")
+
+    handler = handlers.ChangingHandler(
+        fn=by_hand if implementation == "stock" else plain,
+        id="created",
+        param=None,
+        errors=None,
+        timeout=None,
+        retries=None,
+        backoff=None,
+        selector=references.Selector("kopf.dev", "v1", "kopfexamples"),
+        labels=None,
+        annotations=None,
+        when=None,
+        field=None,
+        value=None,
+        old=None,
+        new=None,
+        field_needs_change=None,
+        initial=None,
+        deleted=None,
+        requires_finalizer=None,
+        reason=causes.Reason.CREATE,
+    )
+    cause = _cause()
+    settings = kopf.OperatorSettings()
+    loop = asyncio.new_event_loop()
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    async def invocations() -> None:
+        for _ in range(INVOCATIONS):
+            await execution.invoke_handler(
+                handler=handler,
+                cause=cause,
+                retry=0,
+                started=now,
+                runtime=datetime.timedelta(0),
+                settings=settings,
+                lifecycle=None,
+                subrefs=set(),
+                extra_context=execution.no_extra_context,
+            )
+
+    try:
+        benchmark(lambda: loop.run_until_complete(invocations()))
+    finally:
+        loop.close()
+        if instance is not None:
+            instance.uninstrument()

@@ -1,0 +1,399 @@
+"""kopf: a span per handler invocation, and kopf's own API calls with kube-apiserver's span names.
+
+Three kopf functions are wrapped (wrapt, all in this module):
+
+- ``kopf._core.actions.execution.invoke_handler``: every handler call (create, update, delete,
+  resume, field, event, timer, daemon, validate, mutate) goes through it, with the handler, the
+  cause and the retry count. Activity (login, startup, probe) and indexing handlers are skipped.
+- ``kopf._cogs.clients.api.request``: every call kopf makes to the API server (list, watch, patch,
+  events) goes through it, on kopf's own aiohttp session; it gets the same CLIENT span as the
+  ``kubernetes`` client instrumentation, and ``traceparent`` is injected.
+- ``kopf._core.reactor.processing.process_resource_event``: one reaction to one watch event. kopf
+  applies the ``patch`` that handlers fill *after* they return, once per reaction; that PATCH is
+  made a child of the handler that ran last in the reaction, so it sits in the handler's trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Optional
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from k8s_otel import __version__
+from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
+from k8s_otel.instrumentation.kubernetes import finish_client_span, start_client_span
+from k8s_otel.propagation import extract, inject, parse_traceparent
+from k8s_otel.trust import TrustPolicy
+
+__all__ = [
+    "DEFAULT_TRACEPARENT_ANNOTATION",
+    "TRACEPARENT_ANNOTATION_ENV",
+    "KopfInstrumentor",
+]
+
+_logger = logging.getLogger(__name__)
+SCOPE = "k8s_otel.instrumentation.kopf"
+
+TRACEPARENT_ANNOTATION_ENV = "K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION"
+DEFAULT_TRACEPARENT_ANNOTATION = "k8s-otel.io/traceparent"
+
+# Span attribute keys. Object identity uses kube-apiserver's keys (as on its admission spans) and
+# the OTel semantic-convention namespace key; the kopf-specific ones are namespaced ``kopf.``.
+K8S_NAMESPACE_NAME = "k8s.namespace.name"
+HANDLER_ID = "kopf.handler.id"
+HANDLER_TYPE = "kopf.handler.type"
+EVENT_TYPE = "kopf.event.type"
+RETRY = "kopf.retry"
+OUTCOME = "kopf.outcome"
+RETRY_DELAY = "kopf.retry.delay"
+LINK_ANNOTATION = "k8s_otel.link.annotation"
+
+# kopf's handler classes (1.37+ names, and the older ``Resource*`` ones) -> our handler type.
+_HANDLER_TYPES = {
+    "ChangingHandler": None,  # create/update/delete/resume/field: decided from the handler and cause
+    "WatchingHandler": "event",
+    "DaemonHandler": "daemon",
+    "TimerHandler": "timer",
+    "WebhookHandler": None,  # validate/mutate: decided from the handler's reason
+}
+_DECORATOR = {"daemon": "kopf.daemon", "timer": "kopf.timer", "subhandler": "kopf.subhandler"}
+_NOT_CHANGE_TRIGGERED = frozenset({"daemon", "timer"})
+
+# Semantic-convention keys for the kinds that have them (``k8s.pod.name``, ``k8s.pod.uid``, ...).
+_SEMCONV_KINDS = {
+    ("", "pods"): "k8s.pod",
+    ("", "nodes"): "k8s.node",
+    ("", "namespaces"): "k8s.namespace",
+    ("apps", "deployments"): "k8s.deployment",
+    ("apps", "replicasets"): "k8s.replicaset",
+    ("apps", "statefulsets"): "k8s.statefulset",
+    ("apps", "daemonsets"): "k8s.daemonset",
+    ("batch", "jobs"): "k8s.job",
+    ("batch", "cronjobs"): "k8s.cronjob",
+}
+
+
+@dataclass
+class _Reaction:
+    """The handler span that ran last in one reaction (one watch event) of one asyncio task."""
+
+    task: Optional[asyncio.Task[Any]]
+    span: Optional[Span] = None
+
+
+_reaction: contextvars.ContextVar[Optional[_Reaction]] = contextvars.ContextVar(
+    "k8s_otel_kopf_reaction", default=None
+)
+
+
+def _handler_type(handler: Any, cause: Any) -> Optional[str]:
+    name = type(handler).__name__.removeprefix("Resource")
+    if name not in _HANDLER_TYPES:
+        return None  # activities, indexers, anything new: not a reconcile
+    known = _HANDLER_TYPES[name]
+    if known is not None:
+        return known
+    reason = getattr(handler, "reason", None)
+    if name == "WebhookHandler":
+        return "mutate" if str(getattr(reason, "value", reason)) == "mutating" else "validate"
+    if getattr(handler, "selector", True) is None:
+        return "subhandler"  # @kopf.subhandler / kopf.register inside a handler
+    if reason is not None:
+        return str(getattr(reason, "value", reason))
+    if getattr(handler, "initial", None):
+        return "resume"  # @kopf.on.resume also runs for objects it sees created
+    if getattr(handler, "field", None):
+        return "field"
+    return "change"
+
+
+@lru_cache(maxsize=256)
+def _static(kind: str, group: str, version: str, plural: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The span name and the resource keys (cached: a controller handles few resource kinds)."""
+    decorator = _DECORATOR.get(kind, f"kopf.on.{kind}")
+    label = f"{plural}.{group}" if group else plural
+    keys = [(API_VERSION, version), (RESOURCE, plural)]
+    if group:
+        keys.insert(0, (API_GROUP, group))
+    return f"{decorator} {label}", tuple(keys)
+
+
+def _event_type(kind: str, cause: Any) -> Optional[str]:
+    if kind == "event":
+        value = getattr(cause, "type", None)
+        return str(value) if value else "LIST"  # kopf gives None for objects seen by listing
+    if kind in ("validate", "mutate"):
+        operation = getattr(cause, "operation", None)
+        return str(operation) if operation else None
+    reason = getattr(cause, "reason", None)
+    value = getattr(reason, "value", reason)
+    return str(value) if value and kind not in _NOT_CHANGE_TRIGGERED else None
+
+
+def _metadata(cause: Any) -> Mapping[str, Any]:
+    body = getattr(cause, "body", None)
+    metadata = body.get("metadata") if isinstance(body, Mapping) else None
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+class _HandlerSpans:
+    """Start and finish handler spans; every step is guarded so that kopf never sees our errors."""
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        annotation: Optional[str],
+        policy: TrustPolicy,
+        errors: dict[str, tuple[type[BaseException], ...]],
+    ) -> None:
+        self.tracer = tracer
+        self.annotation = annotation
+        self.policy = policy
+        self.errors = errors
+
+    def start(self, handler: Any, cause: Any, retry: Any) -> Optional[Span]:
+        kind = _handler_type(handler, cause)
+        if kind is None:
+            return None
+        resource = getattr(cause, "resource", None)
+        group = str(getattr(resource, "group", "") or "")
+        plural = str(getattr(resource, "plural", "") or "")
+        name, keys = _static(kind, group, str(getattr(resource, "version", "") or ""), plural)
+        attributes: dict[str, Any] = dict(keys)
+        attributes[HANDLER_TYPE] = kind
+        attributes[HANDLER_ID] = str(getattr(handler, "id", "") or "")
+        if isinstance(retry, int):
+            attributes[RETRY] = retry
+        event_type = _event_type(kind, cause)
+        if event_type:
+            attributes[EVENT_TYPE] = event_type
+        metadata = _metadata(cause)
+        object_name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
+        if object_name:
+            attributes[NAME] = str(object_name)
+        if namespace:
+            attributes[K8S_NAMESPACE_NAME] = str(namespace)
+        if uid:
+            attributes[UID] = str(uid)
+        semconv = _SEMCONV_KINDS.get((group, plural))
+        if semconv is not None:
+            if object_name:
+                attributes[f"{semconv}.name"] = str(object_name)
+            if uid and semconv != "k8s.namespace":
+                attributes[f"{semconv}.uid"] = str(uid)
+        subresource = getattr(cause, "subresource", None)
+        if subresource:
+            attributes[SUBRESOURCE] = str(subresource)
+
+        parent: Optional[Context] = None
+        links: list[Link] = []
+        if kind in ("validate", "mutate") and not trace.get_current_span().get_span_context().is_valid:
+            # kopf's webhook server is not instrumented: the apiserver's context is in the headers.
+            parent, trusted_links = self.policy.resolve(extract(getattr(cause, "headers", None) or {}))
+            links.extend(trusted_links)
+        if self.annotation and kind not in _NOT_CHANGE_TRIGGERED:
+            annotations = metadata.get("annotations")
+            if isinstance(annotations, Mapping):
+                value = annotations.get(self.annotation)
+                span_context = parse_traceparent(value) if isinstance(value, str) else None
+                if span_context is not None:
+                    links.append(Link(span_context, {LINK_ANNOTATION: self.annotation}))
+                elif value is not None:
+                    _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
+        return self.tracer.start_span(
+            name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+        )
+
+    def finish(self, span: Span, error: Optional[BaseException]) -> None:
+        try:
+            if error is None:
+                span.set_attribute(OUTCOME, "success")
+            elif isinstance(error, asyncio.CancelledError):
+                span.set_attribute(OUTCOME, "cancelled")  # a daemon stopped, the operator exiting
+            elif isinstance(error, self.errors["children"]):
+                span.set_attribute(OUTCOME, "retry")  # sub-handlers still running: not a failure
+            elif isinstance(error, self.errors["temporary"]):
+                # kopf's requeue: the handler asks to be called again later. Not an error of the
+                # controller, but the reason is recorded.
+                span.set_attribute(OUTCOME, "retry")
+                span.set_attribute("error.type", type(error).__qualname__)
+                delay = getattr(error, "delay", None)
+                if isinstance(delay, (int, float)):
+                    span.set_attribute(RETRY_DELAY, float(delay))
+                span.record_exception(error)
+            elif isinstance(error, self.errors["admission"]):
+                span.set_attribute(OUTCOME, "denied")  # a validating answer, not a failure
+                span.set_attribute("error.type", type(error).__qualname__)
+                span.record_exception(error)
+            else:
+                permanent = isinstance(error, self.errors["permanent"])
+                span.set_attribute(OUTCOME, "permanent-error" if permanent else "error")
+                span.set_attribute("error.type", type(error).__qualname__)
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+        except Exception:
+            _logger.debug("k8s_otel: failed to finish a kopf handler span", exc_info=True)
+        finally:
+            span.end()
+
+
+def _invoke_handler_wrapper(spans: _HandlerSpans) -> Callable[..., Any]:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            span = spans.start(kwargs.get("handler"), kwargs.get("cause"), kwargs.get("retry"))
+        except Exception:
+            _logger.debug("k8s_otel: failed to start a kopf handler span", exc_info=True)
+            span = None
+        if span is None:
+            return await wrapped(*args, **kwargs)
+        reaction = _reaction.get()
+        if reaction is not None and reaction.task is asyncio.current_task():
+            reaction.span = span
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as error:
+                spans.finish(span, error)
+                raise
+        spans.finish(span, None)
+        return result
+
+    return wrapper
+
+
+async def _process_resource_event_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    token = _reaction.set(_Reaction(asyncio.current_task()))
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        _reaction.reset(token)
+
+
+def _parent_for_kopf_call() -> Optional[Context]:
+    """Inside a handler: the handler. After handlers, in the same reaction: the last handler."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    reaction = _reaction.get()
+    if reaction is None or reaction.span is None or reaction.task is not asyncio.current_task():
+        return None
+    return trace.set_span_in_context(reaction.span)
+
+
+def _request_wrapper(tracer: trace.Tracer) -> Callable[..., Any]:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            method = str(kwargs["method"] if "method" in kwargs else args[0]).upper()
+            url = str(kwargs["url"] if "url" in kwargs else args[1])
+            headers = kwargs.get("headers")
+            content_type = ""
+            if isinstance(headers, Mapping):
+                content_type = str(headers.get("Content-Type") or headers.get("content-type") or "")
+            span = start_client_span(tracer, method, url, None, content_type, _parent_for_kopf_call())
+            outgoing = dict(headers) if isinstance(headers, Mapping) else {}
+            inject(outgoing, trace.set_span_in_context(span))
+            kwargs = {**kwargs, "headers": outgoing}
+        except Exception:
+            _logger.debug("k8s_otel: failed to start a kopf API span", exc_info=True)
+            return await wrapped(*args, **kwargs)
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            try:
+                response = await wrapped(*args, **kwargs)
+            except BaseException as error:
+                finish_client_span(span, error=error)
+                raise
+        _set_server(span, response)
+        finish_client_span(span, response)
+        return response
+
+    return wrapper
+
+
+def _set_server(span: Span, response: Any) -> None:
+    """kopf passes paths; the server the call went to is known from the response."""
+    try:
+        url = getattr(response, "url", None)
+        if url is None or not span.is_recording():
+            return
+        span.set_attribute("server.address", str(url.host or ""))
+        if url.port is not None:
+            span.set_attribute("server.port", int(url.port))
+        span.set_attribute("url.full", str(url.with_user(None)))
+    except Exception:
+        _logger.debug("k8s_otel: no server address from a kopf response", exc_info=True)
+
+
+_TARGETS = (
+    ("kopf._core.actions.execution", "invoke_handler"),
+    ("kopf._cogs.clients.api", "request"),
+    ("kopf._core.reactor.processing", "process_resource_event"),
+)
+
+
+class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``KopfInstrumentor().instrument()`` before ``kopf.run()``/``kopf.operator()``.
+
+    Options: ``tracer_provider``; ``traceparent_annotation`` (default: the
+    ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var; unset means off): the annotation whose W3C
+    ``traceparent`` the handler span *links* to; ``trust`` (default ``"trust"``): the policy for the
+    ``traceparent`` kube-apiserver sends to kopf's admission webhooks.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("kopf >= 1.37",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        import kopf
+        from kopf._core.actions import execution
+
+        tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
+        annotation = kwargs.get("traceparent_annotation")
+        if annotation is None:
+            annotation = os.environ.get(TRACEPARENT_ANNOTATION_ENV, "").strip() or None
+        errors = {
+            "temporary": (kopf.TemporaryError,),
+            "permanent": (kopf.PermanentError,),
+            "admission": (kopf.AdmissionError,),
+            "children": tuple(c for c in (getattr(execution, "HandlerChildrenRetry", None),) if c),
+        }
+        spans = _HandlerSpans(
+            tracer, annotation or None, TrustPolicy.parse(kwargs.get("trust", "trust")), errors
+        )
+        wrappers = (_invoke_handler_wrapper(spans), _request_wrapper(tracer), _process_resource_event_wrapper)
+        self._patched: list[tuple[Any, str]] = []
+        for (module_name, attribute), wrapper in zip(_TARGETS, wrappers):
+            try:
+                module = __import__(module_name, fromlist=[attribute])
+                getattr(module, attribute)
+            except (ImportError, AttributeError):
+                _logger.warning(
+                    "k8s_otel: kopf %s has no %s.%s; that part is not traced",
+                    getattr(kopf, "__version__", "?"),
+                    module_name,
+                    attribute,
+                )
+                continue
+            wrapt.wrap_function_wrapper(module_name, attribute, wrapper)
+            self._patched.append((module, attribute))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, name in getattr(self, "_patched", []):
+            unwrap(owner, name)
+        self._patched = []

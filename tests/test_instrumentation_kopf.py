@@ -1,0 +1,698 @@
+"""The kopf instrumentation: a real kopf operator, run in-process against a fake kube-apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+import kopf
+import kubernetes
+import kubernetes_asyncio
+import pytest
+import requests
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from fake_apiserver import pod
+from fake_cluster import FakeCluster
+from k8s_otel.instrumentation.kopf import KopfInstrumentor
+from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+
+EXAMPLES = ("kopf.dev", "v1", "kopfexamples")
+FIXTURES = Path(__file__).parent / "fixtures" / "admission"
+REMOTE_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Operator:
+    """A kopf operator in a thread, instrumented, against the fake cluster."""
+
+    def __init__(self, cluster: FakeCluster, exporter: InMemorySpanExporter) -> None:
+        self.cluster = cluster
+        self.exporter = exporter
+        self.registry = kopf.OperatorRegistry()
+        self.webhook_port: int | None = None
+
+        @kopf.on.login(registry=self.registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=cluster.host, insecure=True)
+
+        @kopf.on.startup(registry=self.registry)
+        async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.networking.error_backoffs = [0.02]
+            settings.watching.reconnect_backoff = 0.05
+            settings.posting.enabled = False
+            if self.webhook_port is not None:
+                settings.admission.server = kopf.WebhookServer(
+                    addr="127.0.0.1", port=self.webhook_port, host="127.0.0.1", insecure=True
+                )
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
+
+    def wait_spans(self, name: str, count: int = 1, timeout: float = 10.0) -> list[ReadableSpan]:
+        return wait_for(lambda: len(self.spans(name)) >= count and self.spans(name), timeout)
+
+    @contextmanager
+    def running(self, watching: bool = True) -> Iterator[Operator]:
+        stop, ready = threading.Event(), threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(
+                    kopf.operator(
+                        registry=self.registry,
+                        standalone=True,
+                        clusterwide=True,
+                        stop_flag=stop,
+                        ready_flag=ready,
+                    )
+                )
+            except BaseException as error:  # surfaced below
+                failure.append(error)
+
+        thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
+        thread.start()
+        try:
+            assert ready.wait(10)
+            # The watch stream is open: changes made from now on are seen as they happen.
+            if watching:
+                wait_for(
+                    lambda: any("watch=true" in r.query for r in self.cluster.seen("GET", "/kopfexamples"))
+                )
+            yield self
+        finally:
+            stop.set()
+            thread.join(15)
+            assert not thread.is_alive(), "the operator did not stop"
+            assert not failure, failure
+
+
+def recording_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    return provider, memory
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    provider, memory = recording_provider()
+    kopf_instrumentor = KopfInstrumentor()
+    kopf_instrumentor.instrument(tracer_provider=provider, traceparent_annotation="k8s-otel.io/traceparent")
+    client_instrumentor = KubernetesClientInstrumentor()
+    client_instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield memory
+    finally:
+        kopf_instrumentor.uninstrument()
+        client_instrumentor.uninstrument()
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeCluster]:
+    with FakeCluster().running() as fake:
+        yield fake
+
+
+def example(name: str, **metadata: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, **metadata}, "spec": {"size": 1}}
+
+
+def attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    context = span.context
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_its_child(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(name: str, patch: kopf.Patch, **_: Any) -> dict[str, Any]:
+        patch.status["seen"] = name
+        return {"ok": True}
+
+    with operator.running():
+        made = cluster.create("kopfexamples", example("ex1", namespace="team-a"))
+        [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
+        wait_for(lambda: (cluster.get("kopfexamples", "team-a", "ex1") or {}).get("status", {}).get("seen"))
+
+    assert span.kind.name == "INTERNAL"
+    assert span.parent is None  # a watch event starts a new trace
+    assert span.status.status_code is StatusCode.UNSET
+    assert attributes(span) == {
+        "api-group": "kopf.dev",
+        "api-version": "v1",
+        "resource": "kopfexamples",
+        "kopf.handler.type": "create",
+        "kopf.handler.id": "created",
+        "kopf.event.type": "create",
+        "kopf.retry": 0,
+        "name": "ex1",
+        "k8s.namespace.name": "team-a",
+        "UID": made["metadata"]["uid"],
+        "kopf.outcome": "success",
+    }
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == "k8s_otel.instrumentation.kopf"
+    # kopf applies the handler's patch after the handler returns: object and status, both children.
+    patches = [s for s in operator.spans() if s.name.startswith("PATCH ") and s.parent is not None]
+    names = {s.name for s in patches if s.parent.span_id == span.context.span_id}  # type: ignore[union-attr]
+    assert names == {
+        "PATCH /apis/kopf.dev/v1/namespaces/{:namespace}/kopfexamples/{:name}",
+        "PATCH /apis/kopf.dev/v1/namespaces/{:namespace}/kopfexamples/{:name}/status",
+    }
+    status_patch = next(s for s in patches if s.name.endswith("/status"))
+    assert attributes(status_patch)["subresource"] == "status"
+    assert attributes(status_patch)["verb"] == "PATCH"
+    assert attributes(status_patch)["http.response.status_code"] == 200
+    assert attributes(status_patch)["server.address"] == "127.0.0.1"
+    # The traceparent kopf sent on that PATCH names the span.
+    sent = [r.headers.get("traceparent") for r in cluster.seen("PATCH", "/ex1/status")]
+    assert traceparent_of(status_patch) in sent
+
+
+def test_kopfs_own_calls_are_client_spans_named_as_kube_apiserver_names_them(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="seen")
+    def seen(**_: Any) -> None:
+        pass
+
+    with operator.running():
+        pass
+    by_name = {s.name: s for s in operator.spans()}
+    watch = [
+        s
+        for s in operator.spans()
+        if s.name == "GET /apis/kopf.dev/v1/kopfexamples" and attributes(s)["verb"] == "WATCH"
+    ]
+    listing = [
+        s
+        for s in operator.spans()
+        if s.name == "GET /apis/kopf.dev/v1/kopfexamples" and attributes(s)["verb"] == "LIST"
+    ]
+    assert watch and listing
+    assert watch[0].kind.name == "CLIENT"
+    assert str(attributes(watch[0])["url.full"]).startswith(
+        f"{cluster.host}/apis/kopf.dev/v1/kopfexamples?watch=true"
+    )
+    assert "GET" in by_name  # discovery: a non-resource request is named by its method only
+    # Every kopf request carried a traceparent naming one of these spans.
+    sent = {r.headers.get("traceparent") for r in cluster.requests}
+    assert {traceparent_of(s) for s in operator.spans() if s.kind.name == "CLIENT"} <= sent
+    # Login and startup are activities, not reconciles: no spans.
+    assert not [s for s in operator.spans() if s.name.startswith("kopf.")]
+
+
+def test_kubernetes_client_calls_inside_sync_and_async_handlers_are_children(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+    cluster.create("pods", pod("web-0"))
+    outcomes: list[str] = []
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="sync_handler")
+    def sync_handler(namespace: str, **_: Any) -> None:
+        configuration = kubernetes.client.Configuration(host=cluster.host)
+        api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+        api.read_namespaced_pod("web-0", namespace)
+        try:
+            api.read_namespaced_pod("missing", namespace)
+        except kubernetes.client.ApiException as error:
+            outcomes.append(f"sync {error.status}")
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="async_handler")
+    async def async_handler(namespace: str, **_: Any) -> None:
+        configuration = kubernetes_asyncio.client.Configuration(host=cluster.host)
+        async with kubernetes_asyncio.client.ApiClient(configuration) as client:
+            pods = await kubernetes_asyncio.client.CoreV1Api(client).list_namespaced_pod(namespace)
+            outcomes.append(f"async {len(pods.items)}")
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        handlers = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 2)
+        wait_for(lambda: len(outcomes) == 2)
+
+    by_handler = {attributes(s)["kopf.handler.id"]: s for s in handlers}
+    children = {
+        handler: sorted(
+            (s.name, attributes(s).get("http.response.status_code"))
+            for s in operator.spans()
+            if s.parent is not None
+            and s.parent.span_id == span.context.span_id
+            and s.kind.name == "CLIENT"
+            and not s.name.startswith("PATCH")
+        )
+        for handler, span in by_handler.items()
+    }
+    assert children == {
+        "sync_handler": [
+            ("GET /api/v1/namespaces/{:namespace}/pods/{:name}", 200),
+            ("GET /api/v1/namespaces/{:namespace}/pods/{:name}", 404),
+        ],
+        "async_handler": [("GET /api/v1/namespaces/{:namespace}/pods", 200)],
+    }
+    assert sorted(outcomes) == ["async 1", "sync 404"]
+    # The 404 is an error on the client span, not on the handler (which caught it).
+    assert by_handler["sync_handler"].status.status_code is StatusCode.UNSET
+    [missing] = [
+        s for s in operator.spans() if s.kind.name == "CLIENT" and attributes(s).get("name") == "missing"
+    ]
+    assert missing.status.status_code is StatusCode.ERROR
+    assert attributes(missing)["error.type"] == "404"
+
+
+def test_temporary_permanent_and_other_errors_are_told_apart(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="later")
+    def later(retry: int, **_: Any) -> None:
+        if retry == 0:
+            raise kopf.TemporaryError("the database is not ready", delay=0.1)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="never")
+    def never(**_: Any) -> None:
+        raise kopf.PermanentError("spec.size must be positive")
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, errors=kopf.ErrorsMode.PERMANENT, id="broken")
+    def broken(**_: Any) -> None:
+        raise ValueError("a bug")
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 4)
+
+    by_handler: dict[str, list[ReadableSpan]] = {}
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        by_handler.setdefault(str(attributes(span)["kopf.handler.id"]), []).append(span)
+    first, second = by_handler["later"]
+    assert (attributes(first)["kopf.outcome"], attributes(first)["kopf.retry"]) == ("retry", 0)
+    assert first.status.status_code is StatusCode.UNSET  # a requeue, not a failure
+    assert attributes(first)["error.type"] == "TemporaryError"
+    assert attributes(first)["kopf.retry.delay"] == 0.1
+    assert [e.name for e in first.events] == ["exception"]
+    assert (attributes(second)["kopf.outcome"], attributes(second)["kopf.retry"]) == ("success", 1)
+    [never_span] = by_handler["never"]
+    assert attributes(never_span)["kopf.outcome"] == "permanent-error"
+    assert never_span.status.status_code is StatusCode.ERROR
+    assert never_span.status.description == "PermanentError: spec.size must be positive"
+    [broken_span] = by_handler["broken"]
+    assert attributes(broken_span)["kopf.outcome"] == "error"
+    assert attributes(broken_span)["error.type"] == "ValueError"
+    assert broken_span.status.status_code is StatusCode.ERROR
+    assert broken_span.events[0].attributes["exception.message"] == "a bug"  # type: ignore[index]
+
+
+def test_update_field_event_timer_and_daemon_handlers(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.update(*EXAMPLES, registry=operator.registry, id="updated")
+    def updated(**_: Any) -> None:
+        pass
+
+    @kopf.on.field(*EXAMPLES, field="spec.size", registry=operator.registry, id="resized")
+    def resized(old: Any, new: Any, **_: Any) -> None:
+        pass
+
+    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="watched")
+    def watched(**_: Any) -> None:
+        pass
+
+    @kopf.timer(*EXAMPLES, interval=0.1, registry=operator.registry, id="ticked")
+    def ticked(**_: Any) -> None:
+        pass
+
+    @kopf.daemon(*EXAMPLES, registry=operator.registry, cancellation_timeout=1.0, id="background")
+    async def background(stopped: kopf.DaemonStopped, **_: Any) -> None:
+        await stopped.wait()
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        operator.wait_spans("kopf.on.event kopfexamples.kopf.dev")
+        operator.wait_spans("kopf.timer kopfexamples.kopf.dev", 2)
+        # kopf records what it handled; change the object only after that, as a user would.
+        wait_for(
+            lambda: (
+                "kopf.zalando.org/last-handled-configuration"
+                in (cluster.get("kopfexamples", "default", "ex1") or {})
+                .get("metadata", {})
+                .get("annotations", {})
+            )
+        )
+        cluster.update("kopfexamples", "default", "ex1", {"spec": {"size": 3}})
+        [update] = operator.wait_spans("kopf.on.update kopfexamples.kopf.dev")
+        fields = operator.wait_spans("kopf.on.field kopfexamples.kopf.dev", 2)  # on create, then on update
+    [daemon] = operator.wait_spans("kopf.daemon kopfexamples.kopf.dev")  # ends when the operator stops
+
+    assert attributes(update)["kopf.event.type"] == "update"
+    assert [(attributes(f)["kopf.handler.type"], attributes(f)["kopf.event.type"]) for f in fields] == [
+        ("field", "create"),
+        ("field", "update"),
+    ]
+    assert attributes(fields[0])["kopf.handler.id"] == "resized/spec.size"
+    event_types = {
+        attributes(s).get("kopf.event.type") for s in operator.spans("kopf.on.event kopfexamples.kopf.dev")
+    }
+    assert {"ADDED", "MODIFIED"} <= event_types
+    timer = operator.spans("kopf.timer kopfexamples.kopf.dev")[0]
+    assert attributes(timer)["kopf.handler.type"] == "timer"
+    assert "kopf.event.type" not in attributes(timer)
+    assert attributes(daemon)["kopf.handler.type"] == "daemon"
+    assert attributes(daemon)["kopf.outcome"] in ("success", "cancelled")
+    assert daemon.status.status_code is StatusCode.UNSET
+
+
+def test_resume_and_subhandlers(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.resume(*EXAMPLES, registry=operator.registry, id="resumed")
+    def resumed(**_: Any) -> None:
+        pass
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="steps")
+    def steps(**_: Any) -> None:
+        for step in ("one", "two"):
+
+            @kopf.subhandler(id=step)
+            def run_step(**_: Any) -> None:
+                pass
+
+    # An object this operator handled before it restarted (kopf's own record says so).
+    handled = {"kopf.zalando.org/last-handled-configuration": json.dumps({"spec": {"size": 1}})}
+    cluster.create("kopfexamples", example("old", annotations=handled))
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        [resume] = operator.wait_spans("kopf.on.resume kopfexamples.kopf.dev")
+        subs = operator.wait_spans("kopf.subhandler kopfexamples.kopf.dev", 2)
+        wait_for(lambda: operator.spans("kopf.on.create kopfexamples.kopf.dev"))
+
+    assert (attributes(resume)["kopf.handler.type"], attributes(resume)["kopf.event.type"]) == (
+        "resume",
+        "resume",
+    )
+    assert attributes(resume)["name"] == "old"
+    assert sorted(attributes(s)["kopf.handler.id"] for s in subs) == ["steps/one", "steps/two"]
+    parents = {s.context.span_id for s in operator.spans("kopf.on.create kopfexamples.kopf.dev")}
+    assert all(s.parent is not None and s.parent.span_id in parents for s in subs)
+
+
+def test_traceparent_annotation_is_a_link_never_the_parent(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(**_: Any) -> None:
+        pass
+
+    with operator.running():
+        cluster.create(
+            "kopfexamples", example("linked", annotations={"k8s-otel.io/traceparent": REMOTE_TRACEPARENT})
+        )
+        cluster.create(
+            "kopfexamples",
+            example("garbled", annotations={"k8s-otel.io/traceparent": "00-zz-not-a-traceparent"}),
+        )
+        cluster.create("kopfexamples", example("plain"))
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 3)
+
+    by_name = {attributes(s)["name"]: s for s in spans}
+    linked = by_name["linked"]
+    assert linked.parent is None
+    assert linked.context.trace_id != 0x0AF7651916CD43DD8448EB211C80319C
+    [link] = linked.links
+    assert (link.context.trace_id, link.context.span_id) == (
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+    )
+    assert dict(link.attributes or {}) == {"k8s_otel.link.annotation": "k8s-otel.io/traceparent"}
+    assert not by_name["garbled"].links and attributes(by_name["garbled"])["kopf.outcome"] == "success"
+    assert not by_name["plain"].links
+
+
+def test_the_annotation_is_opt_in_and_read_from_the_env(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider, memory = recording_provider()
+    annotations = {"k8s-otel.io/traceparent": REMOTE_TRACEPARENT, "example.com/trace": REMOTE_TRACEPARENT}
+    for env, expected in ((None, 0), ("example.com/trace", 1)):
+        if env is None:
+            monkeypatch.delenv("K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION", raising=False)
+        else:
+            monkeypatch.setenv("K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION", env)
+        instrumentor = KopfInstrumentor()
+        instrumentor.instrument(tracer_provider=provider)
+        memory.clear()
+        operator = Operator(cluster, memory)
+
+        @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+        def created(**_: Any) -> None:
+            pass
+
+        try:
+            with operator.running():
+                cluster.create("kopfexamples", example(f"ex-{expected}", annotations=annotations))
+                [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
+        finally:
+            instrumentor.uninstrument()
+        assert len(span.links) == expected
+        if expected:
+            assert dict(span.links[0].attributes or {}) == {"k8s_otel.link.annotation": "example.com/trace"}
+
+
+def admission_review(operation: str, obj: dict[str, Any]) -> dict[str, Any]:
+    review = json.loads((FIXTURES / "admission.k8s.io.v1.AdmissionReview.json").read_text())
+    request = review["request"]
+    request.update(
+        operation=operation,
+        kind={"group": "kopf.dev", "version": "v1", "kind": "KopfExample"},
+        resource={"group": "kopf.dev", "version": "v1", "resource": "kopfexamples"},
+        requestKind={"group": "kopf.dev", "version": "v1", "kind": "KopfExample"},
+        requestResource={"group": "kopf.dev", "version": "v1", "resource": "kopfexamples"},
+        subResource=None,
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"]["namespace"],
+        object=obj,
+        oldObject=None,
+        dryRun=False,
+    )
+    review.pop("response", None)
+    return review
+
+
+@pytest.mark.parametrize("trust", ["trust", "link"])
+def test_validate_and_mutate_handlers_continue_kube_apiservers_trace(
+    cluster: FakeCluster, trust: str
+) -> None:
+    provider, memory = recording_provider()
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, trust=trust)
+    operator = Operator(cluster, memory)
+    operator.webhook_port = free_port()
+
+    @kopf.on.validate(*EXAMPLES, registry=operator.registry, id="check_size")
+    def check_size(spec: kopf.Spec, **_: Any) -> None:
+        if spec.get("size", 0) < 0:
+            raise kopf.AdmissionError("size must not be negative", code=400)
+
+    @kopf.on.mutate(*EXAMPLES, registry=operator.registry, id="add_label")
+    def add_label(patch: kopf.Patch, **_: Any) -> None:
+        patch.metadata.setdefault("labels", {})["mutated"] = "yes"
+
+    obj = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "KopfExample",
+        "metadata": {"name": "ex1", "namespace": "default", "uid": "u-1"},
+        "spec": {"size": -1},
+    }
+    try:
+        with operator.running(watching=False):
+            url = f"http://127.0.0.1:{operator.webhook_port}"
+            wait_for(lambda: _accepts(url))
+            denied = requests.post(
+                f"{url}/check_size",
+                json=admission_review("CREATE", obj),
+                headers={"traceparent": REMOTE_TRACEPARENT},
+                timeout=5,
+            ).json()
+            mutated = requests.post(
+                f"{url}/add_label",
+                json=admission_review("CREATE", obj),
+                headers={"traceparent": REMOTE_TRACEPARENT},
+                timeout=5,
+            ).json()
+            [validate] = operator.wait_spans("kopf.on.validate kopfexamples.kopf.dev")
+            [mutate] = operator.wait_spans("kopf.on.mutate kopfexamples.kopf.dev")
+    finally:
+        instrumentor.uninstrument()
+
+    assert denied["response"]["allowed"] is False
+    assert mutated["response"]["allowed"] is True and mutated["response"]["patch"]
+    assert attributes(validate)["kopf.outcome"] == "denied"
+    assert validate.status.status_code is StatusCode.UNSET  # a denial is the webhook doing its job
+    assert attributes(validate)["kopf.event.type"] == "CREATE"
+    assert attributes(validate)["kopf.handler.type"] == "validate"
+    assert attributes(mutate)["kopf.outcome"] == "success"
+    for span in (validate, mutate):
+        assert attributes(span)["name"] == "ex1"
+        if trust == "trust":
+            assert span.parent is not None
+            assert (span.parent.trace_id, span.parent.span_id) == (
+                0x0AF7651916CD43DD8448EB211C80319C,
+                0xB7AD6B7169203331,
+            )
+            assert not span.links
+        else:
+            assert span.parent is None
+            assert [(link.context.trace_id) for link in span.links] == [0x0AF7651916CD43DD8448EB211C80319C]
+
+
+def _accepts(url: str) -> bool:
+    try:
+        requests.get(url, timeout=0.5)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def test_a_failed_kopf_call_is_recorded_with_its_status(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(patch: kopf.Patch, **_: Any) -> None:
+        patch.status["done"] = True
+
+    # kopf retries a 500 inside one call (one span, which ends well); a 404 means the object is gone.
+    cluster.failures.append(("PATCH", "/ex1/status", 500))
+    cluster.failures.append(("PATCH", "/gone", 404))
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        cluster.create("kopfexamples", example("gone"))
+        wait_for(lambda: (cluster.get("kopfexamples", "default", "ex1") or {}).get("status", {}).get("done"))
+        wait_for(
+            lambda: [s for s in operator.spans() if attributes(s).get("http.response.status_code") == 404]
+        )
+
+    status_spans = [
+        s for s in operator.spans() if s.name.endswith("/status") and attributes(s)["name"] == "ex1"
+    ]
+    assert [attributes(s)["http.response.status_code"] for s in status_spans] == [200]
+    assert len(cluster.seen("PATCH", "/ex1/status")) == 2  # the failed attempt and the retry
+    [gone] = [s for s in operator.spans() if attributes(s).get("http.response.status_code") == 404]
+    assert gone.status.status_code is StatusCode.ERROR
+    assert attributes(gone)["error.type"] == "404"
+    assert gone.events[0].attributes["exception.type"].endswith("APINotFoundError")  # type: ignore[index]
+
+
+def test_instrument_is_idempotent_and_uninstrument_restores_kopf() -> None:
+    from kopf._cogs.clients import api
+    from kopf._core.actions import execution
+
+    original = (execution.invoke_handler, api.request)
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument()
+    wrapped = (execution.invoke_handler, api.request)
+    assert all(f is not o and f.__wrapped__ is o for f, o in zip(wrapped, original))
+    instrumentor.instrument()  # a second call changes nothing
+    assert execution.invoke_handler is wrapped[0] and api.request is wrapped[1]
+    instrumentor.uninstrument()
+    assert execution.invoke_handler is original[0] and api.request is original[1]
+
+
+def test_registered_for_opentelemetry_instrument() -> None:
+    from importlib.metadata import entry_points
+
+    [entry] = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "kopf"]
+    assert entry.load() is KopfInstrumentor
+    assert "kopf >= 1.37" in KopfInstrumentor().instrumentation_dependencies()
+
+
+def test_a_tracing_failure_never_reaches_the_handler(
+    exporter: InMemorySpanExporter, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator = Operator(cluster, exporter)
+    calls: list[str] = []
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(name: str, **_: Any) -> None:
+        calls.append(name)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer exploded")
+
+    monkeypatch.setattr(trace.ProxyTracer, "start_span", broken, raising=False)
+    from opentelemetry.sdk.trace import Tracer
+
+    monkeypatch.setattr(Tracer, "start_span", broken)
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        wait_for(lambda: calls == ["ex1"])
+        wait_for(
+            lambda: (
+                "kopf.zalando.org/last-handled-configuration"
+                in (cluster.get("kopfexamples", "default", "ex1") or {})
+                .get("metadata", {})
+                .get("annotations", {})
+            )
+        )
+    assert not exporter.get_finished_spans()
+
+
+def test_the_docs_list_every_attribute_key_and_setting() -> None:
+    from k8s_otel.instrumentation import kopf as instrumentation
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "controllers.md").read_text()
+    keys = [
+        instrumentation.K8S_NAMESPACE_NAME,
+        instrumentation.HANDLER_ID,
+        instrumentation.HANDLER_TYPE,
+        instrumentation.EVENT_TYPE,
+        instrumentation.RETRY,
+        instrumentation.OUTCOME,
+        instrumentation.RETRY_DELAY,
+        instrumentation.LINK_ANNOTATION,
+        instrumentation.TRACEPARENT_ANNOTATION_ENV,
+        instrumentation.DEFAULT_TRACEPARENT_ANNOTATION,
+    ]
+    assert [key for key in keys if f"`{key}`" not in docs] == []
