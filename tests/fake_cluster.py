@@ -62,6 +62,10 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return target
 
 
+# A strategic merge patch is applied as a merge patch: the same for the maps these tests patch.
+_MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
 class PatchError(ValueError):
     pass
 
@@ -383,7 +387,7 @@ class FakeCluster:
                 if content_type == "application/json-patch+json" and isinstance(body, list):
                     wanted = ("/status",) if subresource == "status" else ("/metadata", "/spec")
                     body = [o for o in body if o["op"] == "test" or str(o["path"]).startswith(wanted)]
-                elif content_type == "application/merge-patch+json" and isinstance(body, dict):
+                elif content_type in _MERGE_PATCHES and isinstance(body, dict):
                     if subresource == "status":
                         body = {"status": body.get("status")}
                     elif kind.status_subresource:

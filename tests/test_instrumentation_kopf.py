@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -12,21 +13,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+import aiohttp
 import kopf
 import kubernetes
 import kubernetes_asyncio
 import pytest
 import requests
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from fake_apiserver import pod
 from fake_cluster import FakeCluster
-from k8s_otel.instrumentation.kopf import KopfInstrumentor
+from k8s_otel.instrumentation.kopf import KopfInstrumentor, check_annotation_name
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from k8s_otel.trust import Caller
 
 EXAMPLES = ("kopf.dev", "v1", "kopfexamples")
 FIXTURES = Path(__file__).parent / "fixtures" / "admission"
@@ -43,10 +46,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     raise AssertionError(f"timed out waiting for {predicate}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections: bound (port 0) but not listening, until the end."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+class RecordingWebhookServer(kopf.WebhookServer):
+    """kopf's own webhook server on a port it picks (port 0); the URL it advertises is kept."""
+
+    urls: list[str]
+
+    async def __call__(self, fn: Any) -> Any:  # type: ignore[override]
+        async for client_config in super().__call__(fn):
+            self.urls.append(str(client_config.get("url")))
+            yield client_config
 
 
 class Operator:
@@ -56,7 +72,7 @@ class Operator:
         self.cluster = cluster
         self.exporter = exporter
         self.registry = kopf.OperatorRegistry()
-        self.webhook_port: int | None = None
+        self.webhook: RecordingWebhookServer | None = None
 
         @kopf.on.login(registry=self.registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
@@ -67,10 +83,8 @@ class Operator:
             settings.networking.error_backoffs = [0.02]
             settings.watching.reconnect_backoff = 0.05
             settings.posting.enabled = False
-            if self.webhook_port is not None:
-                settings.admission.server = kopf.WebhookServer(
-                    addr="127.0.0.1", port=self.webhook_port, host="127.0.0.1", insecure=True
-                )
+            if self.webhook is not None:
+                settings.admission.server = self.webhook
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
@@ -239,6 +253,30 @@ def test_kopfs_own_calls_are_client_spans_named_as_kube_apiserver_names_them(
     assert not [s for s in operator.spans() if s.name.startswith("kopf.")]
 
 
+def test_with_the_aiohttp_client_instrumentation_on_each_kopf_call_is_one_span(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    provider, aiohttp_spans = recording_provider()
+    stock = AioHttpClientInstrumentor()
+    stock.instrument(tracer_provider=provider)
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="seen")
+    def seen(**_: Any) -> None:
+        pass
+
+    try:
+        with operator.running():
+            pass
+    finally:
+        stock.uninstrument()
+    ours = [s for s in operator.spans() if s.kind.name == "CLIENT"]
+    assert len(ours) == len(cluster.requests) >= 5
+    assert aiohttp_spans.get_finished_spans() == ()
+
+
 def test_kubernetes_client_calls_inside_sync_and_async_handlers_are_children(
     exporter: InMemorySpanExporter, cluster: FakeCluster
 ) -> None:
@@ -381,7 +419,8 @@ def test_update_field_event_timer_and_daemon_handlers(
         cluster.update("kopfexamples", "default", "ex1", {"spec": {"size": 3}})
         [update] = operator.wait_spans("kopf.on.update kopfexamples.kopf.dev")
         fields = operator.wait_spans("kopf.on.field kopfexamples.kopf.dev", 2)  # on create, then on update
-    [daemon] = operator.wait_spans("kopf.daemon kopfexamples.kopf.dev")  # ends when the operator stops
+    # A daemon's span ends with the daemon: here when the operator stops (kopf 1.38 also restarts it).
+    daemons = operator.wait_spans("kopf.daemon kopfexamples.kopf.dev")
 
     assert attributes(update)["kopf.event.type"] == "update"
     assert [(attributes(f)["kopf.handler.type"], attributes(f)["kopf.event.type"]) for f in fields] == [
@@ -396,9 +435,10 @@ def test_update_field_event_timer_and_daemon_handlers(
     timer = operator.spans("kopf.timer kopfexamples.kopf.dev")[0]
     assert attributes(timer)["kopf.handler.type"] == "timer"
     assert "kopf.event.type" not in attributes(timer)
-    assert attributes(daemon)["kopf.handler.type"] == "daemon"
-    assert attributes(daemon)["kopf.outcome"] in ("success", "cancelled")
-    assert daemon.status.status_code is StatusCode.UNSET
+    for daemon in daemons:
+        assert attributes(daemon)["kopf.handler.type"] == "daemon"
+        assert attributes(daemon)["kopf.outcome"] in ("success", "cancelled")
+        assert daemon.status.status_code is StatusCode.UNSET
 
 
 def test_resume_and_subhandlers(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
@@ -527,7 +567,8 @@ def test_validate_and_mutate_handlers_continue_kube_apiservers_trace(
     instrumentor = KopfInstrumentor()
     instrumentor.instrument(tracer_provider=provider, trust=trust)
     operator = Operator(cluster, memory)
-    operator.webhook_port = free_port()
+    operator.webhook = RecordingWebhookServer(addr="127.0.0.1", host="127.0.0.1", insecure=True)
+    operator.webhook.urls = []
 
     @kopf.on.validate(*EXAMPLES, registry=operator.registry, id="check_size")
     def check_size(spec: kopf.Spec, **_: Any) -> None:
@@ -546,7 +587,7 @@ def test_validate_and_mutate_handlers_continue_kube_apiservers_trace(
     }
     try:
         with operator.running(watching=False):
-            url = f"http://127.0.0.1:{operator.webhook_port}"
+            url = wait_for(lambda: operator.webhook.urls)[0].rstrip("/")  # type: ignore[union-attr]
             wait_for(lambda: _accepts(url))
             denied = requests.post(
                 f"{url}/check_size",
@@ -622,26 +663,100 @@ def test_a_failed_kopf_call_is_recorded_with_its_status(
     [gone] = [s for s in operator.spans() if attributes(s).get("http.response.status_code") == 404]
     assert gone.status.status_code is StatusCode.ERROR
     assert attributes(gone)["error.type"] == "404"
-    assert gone.events[0].attributes["exception.type"].endswith("APINotFoundError")  # type: ignore[index]
+    event = dict(gone.events[0].attributes or {})
+    assert str(event["exception.type"]).endswith("APINotFoundError")
+    # kopf's error text holds the response's Status body; only the status is recorded.
+    assert event["exception.message"] == "HTTP 404"
+    assert gone.status.description == "APINotFoundError: HTTP 404"
+
+
+def test_a_conflict_becomes_a_retry_and_a_refused_connection_an_error_on_the_child(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+    cluster.create("pods", pod("web-0"))
+    cluster.failures.append(("PATCH", "/pods/web-0", 409))
+    refusing = socket.socket()  # bound (port 0) but not listening: connections are refused
+    refusing.bind(("127.0.0.1", 0))
+    port = int(refusing.getsockname()[1])
+
+    def core(host: str) -> kubernetes.client.CoreV1Api:
+        configuration = kubernetes.client.Configuration(host=host)
+        configuration.retries = 0
+        return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="label_pod")
+    def label_pod(name: str, namespace: str, **_: Any) -> None:
+        try:
+            core(cluster.host).patch_namespaced_pod(
+                "web-0", namespace, {"metadata": {"labels": {"owner": name}}}
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                raise kopf.TemporaryError("the pod changed under us", delay=0.05) from error
+            raise
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="call_elsewhere")
+    def call_elsewhere(namespace: str, **_: Any) -> None:
+        with contextlib.suppress(Exception):  # the handler copes; the failure is on the child span
+            core(f"http://127.0.0.1:{port}").list_namespaced_pod(namespace)
+
+    with refusing, operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        wait_for(lambda: (cluster.get("pods", "default", "web-0") or {})["metadata"]["labels"].get("owner"))
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 3)
+
+    labels = sorted(
+        (s for s in spans if attributes(s)["kopf.handler.id"] == "label_pod"), key=lambda s: s.start_time or 0
+    )
+    assert [(attributes(s)["kopf.retry"], attributes(s)["kopf.outcome"]) for s in labels] == [
+        (0, "retry"),
+        (1, "success"),
+    ]
+    conflict = [
+        s
+        for s in operator.spans()
+        if s.parent is not None
+        and s.parent.span_id == labels[0].context.span_id
+        and s.name.startswith("PATCH /api/v1/")  # the handler's call, not kopf's own PATCH after it
+    ]
+    assert [(s.name, attributes(s)["http.response.status_code"]) for s in conflict] == [
+        ("PATCH /api/v1/namespaces/{:namespace}/pods/{:name}", 409)
+    ]
+    [elsewhere] = [s for s in spans if attributes(s)["kopf.handler.id"] == "call_elsewhere"]
+    [refused] = [
+        s
+        for s in operator.spans()
+        if s.parent is not None and s.parent.span_id == elsewhere.context.span_id and s.name.startswith("GET")
+    ]
+    assert refused.name == "GET /api/v1/namespaces/{:namespace}/pods"
+    assert refused.status.status_code is StatusCode.ERROR
+    assert attributes(refused)["error.type"] == "MaxRetryError"
+    assert attributes(refused)["server.port"] == port
+    assert attributes(elsewhere)["kopf.outcome"] == "success"
 
 
 def test_instrument_is_idempotent_and_uninstrument_restores_kopf() -> None:
     from kopf._cogs.clients import api
     from kopf._core.actions import execution
+    from kopf._core.reactor import processing
 
-    original = (execution.invoke_handler, api.request)
+    def current() -> tuple[Any, ...]:
+        return (execution.invoke_handler, api.request, processing.process_resource_event)
+
+    original = current()
     instrumentor = KopfInstrumentor()
     instrumentor.instrument()
-    wrapped = (execution.invoke_handler, api.request)
+    wrapped = current()
     assert all(f is not o and f.__wrapped__ is o for f, o in zip(wrapped, original))
     instrumentor.instrument()  # a second call changes nothing
-    assert execution.invoke_handler is wrapped[0] and api.request is wrapped[1]
+    assert all(a is b for a, b in zip(current(), wrapped))
     instrumentor.uninstrument()
-    assert execution.invoke_handler is original[0] and api.request is original[1]
+    assert all(a is b for a, b in zip(current(), original))
 
 
 def test_registered_for_opentelemetry_instrument() -> None:
-    from importlib.metadata import entry_points
+    from opentelemetry.util._importlib_metadata import entry_points  # group= on every Python version
 
     [entry] = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "kopf"]
     assert entry.load() is KopfInstrumentor
@@ -696,3 +811,208 @@ def test_the_docs_list_every_attribute_key_and_setting() -> None:
         instrumentation.DEFAULT_TRACEPARENT_ANNOTATION,
     ]
     assert [key for key in keys if f"`{key}`" not in docs] == []
+
+
+def test_delete_handler_and_its_finalizer_patch(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.delete(*EXAMPLES, registry=operator.registry, id="deleted")
+    def deleted(**_: Any) -> None:
+        pass
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        # kopf puts its finalizer on first, so that it sees the deletion.
+        wait_for(
+            lambda: (
+                (cluster.get("kopfexamples", "default", "ex1") or {}).get("metadata", {}).get("finalizers")
+            )
+        )
+        cluster.delete("kopfexamples", "default", "ex1")
+        [span] = operator.wait_spans("kopf.on.delete kopfexamples.kopf.dev")
+        wait_for(lambda: cluster.get("kopfexamples", "default", "ex1") is None)  # kopf removed the finalizer
+
+    assert (attributes(span)["kopf.handler.type"], attributes(span)["kopf.event.type"]) == (
+        "delete",
+        "delete",
+    )
+    release = [
+        s
+        for s in operator.spans()
+        if s.parent is not None and s.parent.span_id == span.context.span_id and s.name.startswith("PATCH")
+    ]
+    assert release and all(attributes(s)["name"] == "ex1" for s in release)
+
+
+def test_a_timers_patch_is_a_child_of_the_timer(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
+    operator = Operator(cluster, exporter)
+    ticks: list[int] = []
+
+    @kopf.timer(*EXAMPLES, interval=0.1, registry=operator.registry, id="ticked")
+    def ticked(patch: kopf.Patch, **_: Any) -> None:
+        ticks.append(1)
+        patch.status["ticks"] = len(ticks)
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        wait_for(
+            lambda: (
+                ((cluster.get("kopfexamples", "default", "ex1") or {}).get("status") or {}).get("ticks", 0)
+                >= 2
+            )
+        )
+    timers = {s.context.span_id for s in operator.spans("kopf.timer kopfexamples.kopf.dev")}
+    status_patches = [s for s in operator.spans() if s.name.endswith("/status")]
+    assert status_patches
+    assert all(s.parent is not None and s.parent.span_id in timers for s in status_patches)
+
+
+def test_a_temporary_error_that_exhausts_the_retries_is_an_error(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="impatient", retries=2)
+    def impatient(**_: Any) -> None:
+        raise kopf.TemporaryError("still waiting", delay=0.05)
+
+    with operator.running():
+        cluster.create("kopfexamples", example("ex1"))
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 2)
+    first, last = sorted(spans, key=lambda s: s.start_time or 0)
+    assert (attributes(first)["kopf.outcome"], first.status.status_code) == ("retry", StatusCode.UNSET)
+    assert (attributes(last)["kopf.retry"], attributes(last)["kopf.outcome"]) == (1, "permanent-error")
+    assert last.status.status_code is StatusCode.ERROR
+    assert (
+        last.status.description == "TemporaryError: still waiting; kopf gives up: retries or timeout reached"
+    )
+
+
+class ExplodingProcessor(SpanProcessor):
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.where == "on_start":
+            raise RuntimeError("on_start bug")
+
+    def on_end(self, span: Any) -> None:
+        if self.where == "on_end":
+            raise RuntimeError("on_end bug")
+
+
+@pytest.mark.parametrize("where", ["on_start", "on_end"])
+def test_a_broken_span_processor_never_breaks_the_operator(cluster: FakeCluster, where: str) -> None:
+    provider, memory = recording_provider()
+    provider.add_span_processor(ExplodingProcessor(where))
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    operator = Operator(cluster, memory)
+    calls: list[int] = []
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(retry: int, patch: kopf.Patch, **_: Any) -> None:
+        calls.append(retry)
+        patch.status["done"] = True
+
+    try:
+        with operator.running():
+            cluster.create("kopfexamples", example("ex1"))
+            wait_for(
+                lambda: ((cluster.get("kopfexamples", "default", "ex1") or {}).get("status") or {}).get(
+                    "done"
+                )
+            )
+    finally:
+        instrumentor.uninstrument()
+    assert calls == [0]  # called once: kopf never saw a failure
+
+
+def test_kopfs_own_call_to_a_refused_server(exporter: InMemorySpanExporter) -> None:
+    import logging
+
+    from kopf._cogs.clients import api, auth
+
+    settings = kopf.OperatorSettings()
+    settings.networking.error_backoffs = []  # escalate at once
+
+    async def call(port: int) -> None:
+        context = auth.APIContext(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
+        try:
+            await api.request(
+                "get", "/api/v1/namespaces", settings=settings, logger=logging.getLogger("t"), context=context
+            )
+        finally:
+            await context.session.close()
+
+    with refused_port() as port, pytest.raises(aiohttp.ClientConnectionError) as raised:
+        asyncio.run(call(port))
+    [span] = exporter.get_finished_spans()
+    assert span.name == "GET /api/v1/namespaces" and attributes(span)["verb"] == "LIST"
+    assert span.status.status_code is StatusCode.ERROR
+    assert attributes(span)["error.type"] == type(raised.value).__qualname__
+    assert "http.response.status_code" not in attributes(span)
+
+
+def test_the_annotation_name_is_checked() -> None:
+    for bad in ("", "bad name", "-x", "Example.COM/trace", "a/b/c"):
+        with pytest.raises(ValueError, match="not a valid annotation key"):
+            KopfInstrumentor().instrument(traceparent_annotation=bad)
+    with pytest.raises(TypeError, match="must be a string"):
+        KopfInstrumentor().instrument(traceparent_annotation=True)
+    for good in ("trace", "k8s-otel.io/traceparent", "example.com/Trace_Parent.1"):
+        assert check_annotation_name(good) == good
+
+
+def test_a_bad_annotation_env_var_is_logged_and_ignored(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION", "not valid!")
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument()
+    instrumentor.uninstrument()
+    [record] = [r for r in caplog.records if "K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION" in r.getMessage()]
+    assert record.levelname == "ERROR" and "not a valid annotation key" in record.getMessage()
+
+
+def test_a_trust_rule_sees_the_kopf_cause(cluster: FakeCluster) -> None:
+    provider, memory = recording_provider()
+    seen: list[Any] = []
+
+    def rule(caller: Caller) -> bool:
+        seen.append(caller.request)
+        return bool(caller.request.headers.get("x-trusted"))
+
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, trust=rule)
+    operator = Operator(cluster, memory)
+    operator.webhook = RecordingWebhookServer(addr="127.0.0.1", host="127.0.0.1", insecure=True)
+    operator.webhook.urls = []
+
+    @kopf.on.validate(*EXAMPLES, registry=operator.registry, id="check")
+    def check(**_: Any) -> None:
+        pass
+
+    obj = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "KopfExample",
+        "metadata": {"name": "ex1", "namespace": "default"},
+    }
+    try:
+        with operator.running(watching=False):
+            url = wait_for(lambda: operator.webhook.urls)[0].rstrip("/")  # type: ignore[union-attr]
+            wait_for(lambda: _accepts(url))
+            for trusted in ("", "yes"):
+                headers = {"traceparent": REMOTE_TRACEPARENT, **({"x-trusted": trusted} if trusted else {})}
+                requests.post(
+                    f"{url}/check", json=admission_review("CREATE", obj), headers=headers, timeout=5
+                )
+            untrusted, trusted_span = sorted(
+                operator.wait_spans("kopf.on.validate kopfexamples.kopf.dev", 2),
+                key=lambda s: s.start_time or 0,
+            )
+    finally:
+        instrumentor.uninstrument()
+    assert all(hasattr(request, "sslpeer") and hasattr(request, "userinfo") for request in seen)
+    assert untrusted.parent is None and len(untrusted.links) == 1
+    assert trusted_span.parent is not None and trusted_span.parent.span_id == 0xB7AD6B7169203331

@@ -189,6 +189,10 @@ def test_kubernetes_asyncio(exporter: InMemorySpanExporter, apiserver: FakeAPISe
         404,
     )
     assert missing.status.status_code.name == "ERROR"
+    # The ApiException's text holds the response headers and body; only the status is recorded.
+    [event] = missing.events
+    assert dict(event.attributes or {})["exception.message"] == "HTTP 404 Not Found"
+    assert missing.status.description == "ApiException: HTTP 404 Not Found"
     assert apiserver.requests[0].headers["traceparent"].split("-")[2] == f"{ok.context.span_id:016x}"
 
 

@@ -7,7 +7,8 @@ Three kopf functions are wrapped (wrapt, all in this module):
   cause and the retry count. Activity (login, startup, probe) and indexing handlers are skipped.
 - ``kopf._cogs.clients.api.request``: every call kopf makes to the API server (list, watch, patch,
   events) goes through it, on kopf's own aiohttp session; it gets the same CLIENT span as the
-  ``kubernetes`` client instrumentation, and ``traceparent`` is injected.
+  ``kubernetes`` client instrumentation, and ``traceparent`` is injected. The aiohttp-client
+  instrumentation is suppressed inside it: one span per call.
 - ``kopf._core.reactor.processing.process_resource_event``: one reaction to one watch event. kopf
   applies the ``patch`` that handlers fill *after* they return, once per reaction; that PATCH is
   made a child of the handler that ran last in the reaction, so it sits in the handler's trace.
@@ -19,6 +20,7 @@ import asyncio
 import contextvars
 import logging
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,17 +30,18 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, unwrap
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
 from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
-from k8s_otel.instrumentation.kubernetes import finish_client_span, start_client_span
+from k8s_otel.instrumentation.kubernetes import end_span, error_message, finish_client_span, start_client_span
 from k8s_otel.propagation import extract, inject, parse_traceparent
 from k8s_otel.trust import TrustPolicy
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
+    "check_annotation_name",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
 ]
@@ -83,6 +86,26 @@ _SEMCONV_KINDS = {
     ("batch", "jobs"): "k8s.job",
     ("batch", "cronjobs"): "k8s.cronjob",
 }
+
+
+_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_annotation_name(value: Any) -> str:
+    """An annotation key as Kubernetes validates it: ``[prefix/]name``, prefix a DNS subdomain."""
+    if not isinstance(value, str):
+        raise TypeError(f"traceparent_annotation must be a string, not {type(value).__name__}")
+    key = value.strip()
+    prefix, slash, name = key.rpartition("/")
+    if not _ANNOTATION_NAME.fullmatch(name) or (
+        slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))
+    ):
+        raise ValueError(
+            f"traceparent_annotation {value!r} is not a valid annotation key: a name of at most 63 "
+            "characters ([A-Za-z0-9][-A-Za-z0-9_.]*), optionally prefixed by a DNS subdomain and '/'"
+        )
+    return key
 
 
 @dataclass
@@ -201,7 +224,10 @@ class _HandlerSpans:
         links: list[Link] = []
         if kind in ("validate", "mutate") and not trace.get_current_span().get_span_context().is_valid:
             # kopf's webhook server is not instrumented: the apiserver's context is in the headers.
-            parent, trusted_links = self.policy.resolve(extract(getattr(cause, "headers", None) or {}))
+            # A rule sees the kopf cause as the request: its headers, sslpeer and userinfo.
+            parent, trusted_links = self.policy.resolve(
+                extract(getattr(cause, "headers", None) or {}), request=cause
+            )
             links.extend(trusted_links)
         if self.annotation and kind not in _NOT_CHANGE_TRIGGERED:
             annotations = metadata.get("annotations")
@@ -216,7 +242,14 @@ class _HandlerSpans:
             name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
         )
 
-    def finish(self, span: Span, error: Optional[BaseException]) -> None:
+    def finish(
+        self,
+        span: Span,
+        error: Optional[BaseException],
+        handler: Any = None,
+        retry: Any = None,
+        runtime: Any = None,
+    ) -> None:
         try:
             if error is None:
                 span.set_attribute(OUTCOME, "success")
@@ -225,28 +258,55 @@ class _HandlerSpans:
             elif isinstance(error, self.errors["children"]):
                 span.set_attribute(OUTCOME, "retry")  # sub-handlers still running: not a failure
             elif isinstance(error, self.errors["temporary"]):
-                # kopf's requeue: the handler asks to be called again later. Not an error of the
-                # controller, but the reason is recorded.
-                span.set_attribute(OUTCOME, "retry")
-                span.set_attribute("error.type", type(error).__qualname__)
                 delay = getattr(error, "delay", None)
                 if isinstance(delay, (int, float)):
                     span.set_attribute(RETRY_DELAY, float(delay))
-                span.record_exception(error)
+                if _kopf_gives_up(handler, retry, runtime, delay):
+                    self._failed(
+                        span, error, "permanent-error", "; kopf gives up: retries or timeout reached"
+                    )
+                else:
+                    # kopf's requeue: the handler asks to be called again later. Not an error of
+                    # the controller, but the reason is recorded.
+                    span.set_attribute(OUTCOME, "retry")
+                    span.set_attribute("error.type", type(error).__qualname__)
+                    span.record_exception(error, {"exception.message": _message(error)})
             elif isinstance(error, self.errors["admission"]):
                 span.set_attribute(OUTCOME, "denied")  # a validating answer, not a failure
                 span.set_attribute("error.type", type(error).__qualname__)
-                span.record_exception(error)
+                span.record_exception(error, {"exception.message": _message(error)})
             else:
                 permanent = isinstance(error, self.errors["permanent"])
-                span.set_attribute(OUTCOME, "permanent-error" if permanent else "error")
-                span.set_attribute("error.type", type(error).__qualname__)
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+                self._failed(span, error, "permanent-error" if permanent else "error")
         except Exception:
             _logger.debug("k8s_otel: failed to finish a kopf handler span", exc_info=True)
         finally:
-            span.end()
+            end_span(span)
+
+    @staticmethod
+    def _failed(span: Span, error: BaseException, outcome: str, note: str = "") -> None:
+        message = _message(error)
+        span.set_attribute(OUTCOME, outcome)
+        span.set_attribute("error.type", type(error).__qualname__)
+        span.record_exception(error, {"exception.message": message})
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}{note}"[:256]))
+
+
+def _message(error: BaseException) -> str:
+    """The error's text, or only its HTTP status when it is an API error (its text has the body)."""
+    return error_message(error, getattr(error, "status", None))
+
+
+def _kopf_gives_up(handler: Any, retry: Any, runtime: Any, delay: Any) -> bool:
+    """kopf's own look-ahead: a TemporaryError is final when the next try would pass a limit."""
+    retries = getattr(handler, "retries", None)
+    if isinstance(retries, int) and isinstance(retry, int) and retry + 1 >= retries:
+        return True
+    timeout = getattr(handler, "timeout", None)
+    seconds = getattr(runtime, "total_seconds", None)
+    if isinstance(timeout, (int, float)) and callable(seconds):
+        return bool(seconds() + (delay if isinstance(delay, (int, float)) else 0) >= timeout)
+    return False
 
 
 def _invoke_handler_wrapper(spans: _HandlerSpans) -> Callable[..., Any]:
@@ -260,14 +320,19 @@ def _invoke_handler_wrapper(spans: _HandlerSpans) -> Callable[..., Any]:
             span = None
         if span is None:
             return await wrapped(*args, **kwargs)
+        task = asyncio.current_task()
         reaction = _reaction.get()
-        if reaction is not None and reaction.task is asyncio.current_task():
+        if reaction is not None and reaction.task is task:
             reaction.span = span
+        else:
+            # Timers and daemons run in their own task, outside process_resource_event; kopf applies
+            # their patch in that task after each call. The variable lives as long as the task.
+            _reaction.set(_Reaction(task, span))
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as error:
-                spans.finish(span, error)
+                spans.finish(span, error, kwargs.get("handler"), kwargs.get("retry"), kwargs.get("runtime"))
                 raise
         spans.finish(span, None)
         return result
@@ -313,7 +378,11 @@ def _request_wrapper(tracer: trace.Tracer) -> Callable[..., Any]:
         except Exception:
             _logger.debug("k8s_otel: failed to start a kopf API span", exc_info=True)
             return await wrapped(*args, **kwargs)
-        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        # One span per call: ours, not aiohttp-client's as well.
+        current = trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+        with current, suppress_http_instrumentation():
             try:
                 response = await wrapped(*args, **kwargs)
             except BaseException as error:
@@ -352,8 +421,10 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     Options: ``tracer_provider``; ``traceparent_annotation`` (default: the
     ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var; unset means off): the annotation whose W3C
-    ``traceparent`` the handler span *links* to; ``trust`` (default ``"trust"``): the policy for the
-    ``traceparent`` kube-apiserver sends to kopf's admission webhooks.
+    ``traceparent`` the handler span *links* to (an invalid key raises ``ValueError``; an invalid
+    env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
+    ``traceparent`` kube-apiserver sends to kopf's admission webhooks (a rule gets the kopf cause
+    as ``Caller.request``).
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -365,8 +436,18 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
         annotation = kwargs.get("traceparent_annotation")
-        if annotation is None:
+        if annotation is not None:
+            annotation = check_annotation_name(annotation)  # a bad argument raises: a coding error
+        else:
             annotation = os.environ.get(TRACEPARENT_ANNOTATION_ENV, "").strip() or None
+            if annotation is not None:
+                try:
+                    annotation = check_annotation_name(annotation)
+                except ValueError as error:  # a bad env var is reported, never raised
+                    _logger.error(
+                        "k8s_otel: %s=%r ignored: %s", TRACEPARENT_ANNOTATION_ENV, annotation, error
+                    )
+                    annotation = None
         errors = {
             "temporary": (kopf.TemporaryError,),
             "permanent": (kopf.PermanentError,),

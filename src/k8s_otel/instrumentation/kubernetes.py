@@ -41,7 +41,13 @@ from k8s_otel.conventions import (
 )
 from k8s_otel.propagation import inject
 
-__all__ = ["KubernetesClientInstrumentor", "finish_client_span", "start_client_span"]
+__all__ = [
+    "KubernetesClientInstrumentor",
+    "end_span",
+    "error_message",
+    "finish_client_span",
+    "start_client_span",
+]
 
 _logger = logging.getLogger(__name__)
 SCOPE = "k8s_otel.instrumentation.kubernetes"
@@ -103,15 +109,36 @@ def start_client_span(
     return tracer.start_span(name, context, kind=SpanKind.CLIENT, attributes=attributes)
 
 
+def end_span(span: Span) -> None:
+    """``span.end()``, which runs every span processor's ``on_end``: a broken one must not reach the caller."""
+    try:
+        span.end()
+    except Exception:
+        _logger.debug("k8s_otel: a span processor failed in on_end", exc_info=True)
+
+
+def error_message(error: BaseException, status: Any = None) -> str:
+    """What is recorded of an error: for an HTTP error, the status and reason phrase only.
+
+    The text of an ``ApiException`` or a kopf ``APIError`` carries the response body (a Status,
+    whose message and details may quote the object's fields) and headers; they stay out of spans.
+    """
+    if isinstance(status, int) and status:
+        reason = getattr(error, "reason", None)
+        return f"HTTP {status} {reason}" if isinstance(reason, str) and reason else f"HTTP {status}"
+    return str(error)[:256]
+
+
 def finish_client_span(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
     """Record the status (or the error, with its status when it has one) and end the span."""
     try:
         status = getattr(response, "status", None)
         if error is not None:
             status = getattr(error, "status", None) or status
-            span.record_exception(error)
+            message = error_message(error, status)
+            span.record_exception(error, {"exception.message": message})
             span.set_attribute("error.type", str(status) if status else type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}"[:256]))
         if isinstance(status, int) and status:
             span.set_attribute("http.response.status_code", status)
             if status >= 400 and error is None:
@@ -120,7 +147,7 @@ def finish_client_span(span: Span, response: Any = None, error: Optional[BaseExc
     except Exception:  # never let tracing break a controller
         _logger.debug("k8s_otel: failed to finish a client span", exc_info=True)
     finally:
-        span.end()
+        end_span(span)
 
 
 class _ClientSpans:
