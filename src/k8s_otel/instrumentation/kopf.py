@@ -12,6 +12,7 @@ Three kopf functions are wrapped (wrapt, all in this module):
 - ``kopf._core.reactor.processing.process_resource_event``: one reaction to one watch event. kopf
   applies the ``patch`` that handlers fill *after* they return, once per reaction; that PATCH is
   made a child of the handler that ran last in the reaction, so it sits in the handler's trace.
+  Timers and daemons run in their own tasks, where the same is done per call.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from k8s_otel.trust import TrustPolicy
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
-    "check_annotation_name",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
+    "check_annotation_name",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -136,18 +137,20 @@ def _handler_type(handler: Any, cause: Any) -> Optional[str]:
     if reason is not None:
         return str(getattr(reason, "value", reason))
     if getattr(handler, "initial", None):
-        return "resume"  # @kopf.on.resume also runs for objects it sees created
+        return "resume"  # @kopf.on.resume: objects that exist when the operator starts
     if getattr(handler, "field", None):
         return "field"
     return "change"
 
 
-@lru_cache(maxsize=256)
-def _static(kind: str, group: str, version: str, plural: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The span name and the resource keys (cached: a controller handles few resource kinds)."""
+@lru_cache(maxsize=512)
+def _static(
+    kind: str, group: str, version: str, plural: str, handler_id: str
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The span name and the keys that depend on the handler only (cached: a controller has few)."""
     decorator = _DECORATOR.get(kind, f"kopf.on.{kind}")
     label = f"{plural}.{group}" if group else plural
-    keys = [(API_VERSION, version), (RESOURCE, plural)]
+    keys = [(API_VERSION, version), (RESOURCE, plural), (HANDLER_TYPE, kind), (HANDLER_ID, handler_id)]
     if group:
         keys.insert(0, (API_GROUP, group))
     return f"{decorator} {label}", tuple(keys)
@@ -193,10 +196,9 @@ class _HandlerSpans:
         resource = getattr(cause, "resource", None)
         group = str(getattr(resource, "group", "") or "")
         plural = str(getattr(resource, "plural", "") or "")
-        name, keys = _static(kind, group, str(getattr(resource, "version", "") or ""), plural)
+        version = str(getattr(resource, "version", "") or "")
+        name, keys = _static(kind, group, version, plural, str(getattr(handler, "id", "") or ""))
         attributes: dict[str, Any] = dict(keys)
-        attributes[HANDLER_TYPE] = kind
-        attributes[HANDLER_ID] = str(getattr(handler, "id", "") or "")
         if isinstance(retry, int):
             attributes[RETRY] = retry
         event_type = _event_type(kind, cause)
@@ -239,7 +241,7 @@ class _HandlerSpans:
                 elif value is not None:
                     _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
         return self.tracer.start_span(
-            name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+            name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links or None
         )
 
     def finish(
