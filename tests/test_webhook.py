@@ -495,7 +495,10 @@ def test_gunicorn_preload_forked_workers_export(
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                    message = f"gunicorn did not come up (exit code {process.returncode}): {stderr[-2000:]}"
+                    raise AssertionError(message) from None
                 time.sleep(0.1)
         calls = [apiserver.call(port, json.dumps(review(uid=f"g-{i}")).encode()) for i in range(6)]
     finally:
