@@ -496,6 +496,9 @@ def test_gunicorn_preload_forked_workers_export(
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
+                    if process.poll() is None:
+                        process.kill()  # so that reading its stderr to the end cannot block
+                        process.wait(10)
                     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
                     message = f"gunicorn did not come up (exit code {process.returncode}): {stderr[-2000:]}"
                     raise AssertionError(message) from None
