@@ -1,13 +1,14 @@
 """kopf: per-call overhead of our instrumentation against the stock way to get the same spans.
 
-Two groups, each with three variants in one run, on the same TracerProvider (sampling on, spans
-dropped), so ratios.py reports (ours - bare) / (stock - bare):
+Each group has three variants in one run on the same TracerProvider (spans dropped), so ratios.py
+reports (ours - bare) / (stock - bare):
 
-- kopf API calls: 50 ``kopf._cogs.clients.api.request`` GETs to the fake apiserver on 127.0.0.1,
-  through kopf's own aiohttp session; stock = ``AioHttpClientInstrumentor`` (contrib), which traces
-  sessions created after it is on (the session is made per variant).
-- handler invocations: 200 calls of kopf's ``invoke_handler`` for a create handler; stock = the
-  handler decorated by hand with ``tracer.start_as_current_span`` (what a user writes without us).
+- kopf API calls (sampled): 50 ``kopf._cogs.clients.api.request`` GETs to the fake apiserver on
+  127.0.0.1, through kopf's own aiohttp session; stock = ``AioHttpClientInstrumentor`` (contrib),
+  which traces sessions created after it is on (the session is made per variant).
+- handler invocations, sampled and unsampled (Kubernetes' default: no rate, no new trace sampled):
+  200 calls of kopf's ``invoke_handler`` for a create handler; stock = the same span written by
+  hand in the handler with ``tracer.start_as_current_span`` (what a user writes without us).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kopf._core.engines import indexing
 from kopf._core.intents import causes, handlers
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 from k8s_otel.instrumentation.kopf import KopfInstrumentor
 
@@ -39,6 +40,8 @@ CALLS = 50
 INVOCATIONS = 200
 PROVIDER = TracerProvider(sampler=ALWAYS_ON)
 PROVIDER.add_span_processor(SpanProcessor())
+# The Kubernetes default: no sampling rate set, so no new trace is sampled.
+UNSAMPLED = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
 LOGGER = logging.getLogger("bench")
 RESOURCE = references.Resource("kopf.dev", "v1", "kopfexamples")
 
@@ -49,11 +52,11 @@ def server() -> Iterator[FakeAPIServer]:
         yield fake
 
 
-def _instrument(implementation: str, stock: Any) -> Any:
+def _instrument(implementation: str, stock: Any, provider: TracerProvider = PROVIDER) -> Any:
     active = {"stock": stock, "k8s_otel": KopfInstrumentor}.get(implementation)
     instance = active() if active else None
     if instance is not None:
-        instance.instrument(tracer_provider=PROVIDER)
+        instance.instrument(tracer_provider=provider)
     return instance
 
 
@@ -116,10 +119,13 @@ def _cause() -> causes.ChangingCause:
 
 
 @pytest.mark.parametrize("implementation", ["bare", "stock", "k8s_otel"])
-def test_handler_invocations(benchmark: Any, implementation: str) -> None:
-    benchmark.group = f"kopf handler invocations, {INVOCATIONS} create handlers"
-    instance = _instrument(implementation, None)
-    tracer = PROVIDER.get_tracer("bench")
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+def test_handler_invocations(benchmark: Any, implementation: str, sampled: bool) -> None:
+    provider = PROVIDER if sampled else UNSAMPLED
+    state = "" if sampled else ", unsampled"
+    benchmark.group = f"kopf handler invocations, {INVOCATIONS} create handlers{state}"
+    instance = _instrument(implementation, None, provider)
+    tracer = provider.get_tracer("bench")
 
     async def plain(**_: Any) -> None:
         pass

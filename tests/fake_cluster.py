@@ -2,8 +2,8 @@
 
 It serves discovery for a core group (pods, events) and a CRD group (``kopf.dev/v1``
 ``kopfexamples`` with a status subresource); list, get, a watch that stays open and streams every
-change as it happens, merge-patch (object and status), create and delete with finalizers, like the
-real API server. Every request is recorded with its headers, and chosen requests can be made to
+change as it happens, merge and JSON patch (object and status), create and delete with finalizers,
+like the real API server. Every request is recorded with its headers, and chosen requests can be made to
 fail with a status code.
 """
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
+
+import jsonpatch
 
 from fake_apiserver import Recorded, send_json, serving, status
 
@@ -64,41 +66,6 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 # A strategic merge patch is applied as a merge patch: the same for the maps these tests patch.
 _MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
-
-
-class PatchError(ValueError):
-    pass
-
-
-def _json_patch(target: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 6902 JSON patch: add, replace, remove and test (what kopf sends)."""
-    result = copy.deepcopy(target)
-    for operation in operations:
-        *parents, last = [
-            p.replace("~1", "/").replace("~0", "~") for p in str(operation["path"]).split("/")[1:]
-        ]
-        node: Any = result
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        op = operation["op"]
-        if op == "test":
-            current = node[int(last)] if isinstance(node, list) else node.get(last)
-            if current != operation.get("value"):
-                raise PatchError(f"test failed at {operation['path']}")
-        elif op == "remove":
-            del node[int(last) if isinstance(node, list) else last]
-        elif op in ("add", "replace"):
-            if isinstance(node, list):
-                index = len(node) if last == "-" else int(last)
-                if op == "add":
-                    node.insert(index, copy.deepcopy(operation["value"]))
-                else:
-                    node[index] = copy.deepcopy(operation["value"])
-            else:
-                node[last] = copy.deepcopy(operation["value"])
-        else:
-            raise PatchError(f"unsupported op {op}")
-    return result
 
 
 class FakeCluster:
@@ -155,7 +122,7 @@ class FakeCluster:
     def _patch(self, plural: str, namespace: str, name: str, patch: Any) -> dict[str, Any]:
         obj = self.objects[(plural, namespace, name)]
         if isinstance(patch, list):
-            obj = self.objects[(plural, namespace, name)] = _json_patch(obj, patch)
+            obj = self.objects[(plural, namespace, name)] = jsonpatch.apply_patch(obj, patch)
         else:
             _merge(obj, patch)
         self._bump(obj)
@@ -181,6 +148,13 @@ class FakeCluster:
         with self._lock:
             obj = self.objects.get((plural, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
+
+    def field(self, plural: str, namespace: str, name: str, *path: str) -> Any:
+        """A value inside a stored object (``"status", "ready"``), or None when any step is missing."""
+        value: Any = self.get(plural, namespace, name)
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
 
     def seen(self, method: str, path_suffix: str) -> list[Recorded]:
         return [r for r in list(self.requests) if r.method == method and r.path.endswith(path_suffix)]
@@ -402,7 +376,7 @@ class FakeCluster:
                             if (kind.plural, namespace or "", name) in cluster.objects
                             else None
                         )
-                    except (PatchError, KeyError, IndexError, ValueError) as error:
+                    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
                         self._json(422, status(422, "Invalid", f"the patch does not apply: {error}"))
                         return
                 if found is None:

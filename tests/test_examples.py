@@ -252,9 +252,7 @@ def test_the_kopf_operator_example_traces_its_reconcile(otlp_receiver: OTLPRecei
                     "spec": {"size": 1},
                 },
             )
-            while ((cluster.get("kopfexamples", "default", "shop") or {}).get("status") or {}).get(
-                "ready"
-            ) != "1/1":
+            while cluster.field("kopfexamples", "default", "shop", "status", "ready") != "1/1":
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 assert time.monotonic() < deadline, "the operator never reconciled"
                 time.sleep(0.05)

@@ -20,8 +20,7 @@ import kubernetes_asyncio
 import pytest
 import requests
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -30,6 +29,7 @@ from fake_cluster import FakeCluster
 from k8s_otel.instrumentation.kopf import KopfInstrumentor, check_annotation_name
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
 from k8s_otel.trust import Caller
+from recording import recording_provider
 
 EXAMPLES = ("kopf.dev", "v1", "kopfexamples")
 FIXTURES = Path(__file__).parent / "fixtures" / "admission"
@@ -86,6 +86,14 @@ class Operator:
             if self.webhook is not None:
                 settings.admission.server = self.webhook
 
+    def noop(self, decorator: Callable[..., Any], *, id: str, **options: Any) -> None:
+        """Register a handler that does nothing, as ``id``, on the example resource."""
+
+        def handler(**_: Any) -> None:
+            pass
+
+        decorator(*EXAMPLES, registry=self.registry, id=id, **options)(handler)
+
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
 
@@ -126,13 +134,6 @@ class Operator:
             thread.join(15)
             assert not thread.is_alive(), "the operator did not stop"
             assert not failure, failure
-
-
-def recording_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return provider, memory
 
 
 @pytest.fixture
@@ -181,7 +182,7 @@ def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_i
     with operator.running():
         made = cluster.create("kopfexamples", example("ex1", namespace="team-a"))
         [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
-        wait_for(lambda: (cluster.get("kopfexamples", "team-a", "ex1") or {}).get("status", {}).get("seen"))
+        wait_for(lambda: cluster.field("kopfexamples", "team-a", "ex1", "status", "seen"))
 
     assert span.kind.name == "INTERNAL"
     assert span.parent is None  # a watch event starts a new trace
@@ -218,14 +219,47 @@ def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_i
     assert traceparent_of(status_patch) in sent
 
 
+def test_unsampled_nothing_is_recorded_and_the_context_still_flows(cluster: FakeCluster) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # Kubernetes' default: no rate set
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    operator = Operator(cluster, memory)
+    seen: list[str] = []
+
+    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
+    def created(name: str, patch: kopf.Patch, **_: Any) -> None:
+        context = trace.get_current_span().get_span_context()
+        seen.append(f"{context.trace_id:032x} {context.is_valid} {context.trace_flags.sampled}")
+        patch.status["done"] = name
+
+    try:
+        with operator.running():
+            cluster.create("kopfexamples", example("ex1"))
+            wait_for(lambda: cluster.field("kopfexamples", "default", "ex1", "status", "done"))
+    finally:
+        instrumentor.uninstrument()
+    assert memory.get_finished_spans() == ()
+    [handler] = seen
+    trace_id, valid, sampled = handler.split()
+    assert (valid, sampled) == ("True", "False")  # the handler runs in a valid, unsampled context
+    # The status PATCH after the handler carries the handler's trace, not sampled.
+    [status_patch] = cluster.seen("PATCH", "/ex1/status")
+    _, sent_trace_id, _, flags = status_patch.headers["traceparent"].split("-")
+    assert sent_trace_id == trace_id and int(flags, 16) & 0x01 == 0
+
+
 def test_kopfs_own_calls_are_client_spans_named_as_kube_apiserver_names_them(
     exporter: InMemorySpanExporter, cluster: FakeCluster
 ) -> None:
     operator = Operator(cluster, exporter)
 
-    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="seen")
-    def seen(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.event, id="seen")
 
     with operator.running():
         pass
@@ -263,9 +297,7 @@ def test_with_the_aiohttp_client_instrumentation_on_each_kopf_call_is_one_span(
     stock.instrument(tracer_provider=provider)
     operator = Operator(cluster, exporter)
 
-    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="seen")
-    def seen(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.event, id="seen")
 
     try:
         with operator.running():
@@ -383,21 +415,15 @@ def test_update_field_event_timer_and_daemon_handlers(
 ) -> None:
     operator = Operator(cluster, exporter)
 
-    @kopf.on.update(*EXAMPLES, registry=operator.registry, id="updated")
-    def updated(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.update, id="updated")
 
     @kopf.on.field(*EXAMPLES, field="spec.size", registry=operator.registry, id="resized")
     def resized(old: Any, new: Any, **_: Any) -> None:
         pass
 
-    @kopf.on.event(*EXAMPLES, registry=operator.registry, id="watched")
-    def watched(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.event, id="watched")
 
-    @kopf.timer(*EXAMPLES, interval=0.1, registry=operator.registry, id="ticked")
-    def ticked(**_: Any) -> None:
-        pass
+    operator.noop(kopf.timer, id="ticked", interval=0.1)
 
     @kopf.daemon(*EXAMPLES, registry=operator.registry, cancellation_timeout=1.0, id="background")
     async def background(stopped: kopf.DaemonStopped, **_: Any) -> None:
@@ -411,9 +437,7 @@ def test_update_field_event_timer_and_daemon_handlers(
         wait_for(
             lambda: (
                 "kopf.zalando.org/last-handled-configuration"
-                in (cluster.get("kopfexamples", "default", "ex1") or {})
-                .get("metadata", {})
-                .get("annotations", {})
+                in (cluster.field("kopfexamples", "default", "ex1", "metadata", "annotations") or {})
             )
         )
         cluster.update("kopfexamples", "default", "ex1", {"spec": {"size": 3}})
@@ -444,9 +468,7 @@ def test_update_field_event_timer_and_daemon_handlers(
 def test_resume_and_subhandlers(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
     operator = Operator(cluster, exporter)
 
-    @kopf.on.resume(*EXAMPLES, registry=operator.registry, id="resumed")
-    def resumed(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.resume, id="resumed")
 
     @kopf.on.create(*EXAMPLES, registry=operator.registry, id="steps")
     def steps(**_: Any) -> None:
@@ -480,9 +502,7 @@ def test_traceparent_annotation_is_a_link_never_the_parent(
 ) -> None:
     operator = Operator(cluster, exporter)
 
-    @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
-    def created(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.create, id="created")
 
     with operator.running():
         cluster.create(
@@ -524,9 +544,7 @@ def test_the_annotation_is_opt_in_and_read_from_the_env(
         memory.clear()
         operator = Operator(cluster, memory)
 
-        @kopf.on.create(*EXAMPLES, registry=operator.registry, id="created")
-        def created(**_: Any) -> None:
-            pass
+        operator.noop(kopf.on.create, id="created")
 
         try:
             with operator.running():
@@ -650,7 +668,7 @@ def test_a_failed_kopf_call_is_recorded_with_its_status(
     with operator.running():
         cluster.create("kopfexamples", example("ex1"))
         cluster.create("kopfexamples", example("gone"))
-        wait_for(lambda: (cluster.get("kopfexamples", "default", "ex1") or {}).get("status", {}).get("done"))
+        wait_for(lambda: cluster.field("kopfexamples", "default", "ex1", "status", "done"))
         wait_for(
             lambda: [s for s in operator.spans() if attributes(s).get("http.response.status_code") == 404]
         )
@@ -676,9 +694,8 @@ def test_a_conflict_becomes_a_retry_and_a_refused_connection_an_error_on_the_chi
     operator = Operator(cluster, exporter)
     cluster.create("pods", pod("web-0"))
     cluster.failures.append(("PATCH", "/pods/web-0", 409))
-    refusing = socket.socket()  # bound (port 0) but not listening: connections are refused
-    refusing.bind(("127.0.0.1", 0))
-    port = int(refusing.getsockname()[1])
+    stack = contextlib.ExitStack()
+    port = stack.enter_context(refused_port())
 
     def core(host: str) -> kubernetes.client.CoreV1Api:
         configuration = kubernetes.client.Configuration(host=host)
@@ -701,9 +718,9 @@ def test_a_conflict_becomes_a_retry_and_a_refused_connection_an_error_on_the_chi
         with contextlib.suppress(Exception):  # the handler copes; the failure is on the child span
             core(f"http://127.0.0.1:{port}").list_namespaced_pod(namespace)
 
-    with refusing, operator.running():
+    with stack, operator.running():
         cluster.create("kopfexamples", example("ex1"))
-        wait_for(lambda: (cluster.get("pods", "default", "web-0") or {})["metadata"]["labels"].get("owner"))
+        wait_for(lambda: cluster.field("pods", "default", "web-0", "metadata", "labels", "owner"))
         spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 3)
 
     labels = sorted(
@@ -786,9 +803,7 @@ def test_a_tracing_failure_never_reaches_the_handler(
         wait_for(
             lambda: (
                 "kopf.zalando.org/last-handled-configuration"
-                in (cluster.get("kopfexamples", "default", "ex1") or {})
-                .get("metadata", {})
-                .get("annotations", {})
+                in (cluster.field("kopfexamples", "default", "ex1", "metadata", "annotations") or {})
             )
         )
     assert not exporter.get_finished_spans()
@@ -816,18 +831,12 @@ def test_the_docs_list_every_attribute_key_and_setting() -> None:
 def test_delete_handler_and_its_finalizer_patch(exporter: InMemorySpanExporter, cluster: FakeCluster) -> None:
     operator = Operator(cluster, exporter)
 
-    @kopf.on.delete(*EXAMPLES, registry=operator.registry, id="deleted")
-    def deleted(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.delete, id="deleted")
 
     with operator.running():
         cluster.create("kopfexamples", example("ex1"))
         # kopf puts its finalizer on first, so that it sees the deletion.
-        wait_for(
-            lambda: (
-                (cluster.get("kopfexamples", "default", "ex1") or {}).get("metadata", {}).get("finalizers")
-            )
-        )
+        wait_for(lambda: cluster.field("kopfexamples", "default", "ex1", "metadata", "finalizers"))
         cluster.delete("kopfexamples", "default", "ex1")
         [span] = operator.wait_spans("kopf.on.delete kopfexamples.kopf.dev")
         wait_for(lambda: cluster.get("kopfexamples", "default", "ex1") is None)  # kopf removed the finalizer
@@ -855,12 +864,7 @@ def test_a_timers_patch_is_a_child_of_the_timer(exporter: InMemorySpanExporter, 
 
     with operator.running():
         cluster.create("kopfexamples", example("ex1"))
-        wait_for(
-            lambda: (
-                ((cluster.get("kopfexamples", "default", "ex1") or {}).get("status") or {}).get("ticks", 0)
-                >= 2
-            )
-        )
+        wait_for(lambda: (cluster.field("kopfexamples", "default", "ex1", "status", "ticks") or 0) >= 2)
     timers = {s.context.span_id for s in operator.spans("kopf.timer kopfexamples.kopf.dev")}
     status_patches = [s for s in operator.spans() if s.name.endswith("/status")]
     assert status_patches
@@ -918,11 +922,7 @@ def test_a_broken_span_processor_never_breaks_the_operator(cluster: FakeCluster,
     try:
         with operator.running():
             cluster.create("kopfexamples", example("ex1"))
-            wait_for(
-                lambda: ((cluster.get("kopfexamples", "default", "ex1") or {}).get("status") or {}).get(
-                    "done"
-                )
-            )
+            wait_for(lambda: cluster.field("kopfexamples", "default", "ex1", "status", "done"))
     finally:
         instrumentor.uninstrument()
     assert calls == [0]  # called once: kopf never saw a failure
@@ -989,9 +989,7 @@ def test_a_trust_rule_sees_the_kopf_cause(cluster: FakeCluster) -> None:
     operator.webhook = RecordingWebhookServer(addr="127.0.0.1", host="127.0.0.1", insecure=True)
     operator.webhook.urls = []
 
-    @kopf.on.validate(*EXAMPLES, registry=operator.registry, id="check")
-    def check(**_: Any) -> None:
-        pass
+    operator.noop(kopf.on.validate, id="check")
 
     obj = {
         "apiVersion": "kopf.dev/v1",

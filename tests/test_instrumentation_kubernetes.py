@@ -13,13 +13,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from fake_apiserver import FakeAPIServer
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from recording import recording_provider
 
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider, memory = recording_provider()
     instrumentor = KubernetesClientInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     try:
@@ -155,9 +154,7 @@ def test_no_double_span_with_the_urllib3_instrumentation(
 
 
 def test_uninstrument_and_idempotence(apiserver: FakeAPIServer) -> None:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider, memory = recording_provider()
     instrumentor = KubernetesClientInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     instrumentor.instrument(tracer_provider=provider)  # a second call changes nothing

@@ -31,12 +31,18 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation, unwrap
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
 from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
-from k8s_otel.instrumentation.kubernetes import end_span, error_message, finish_client_span, start_client_span
+from k8s_otel.instrumentation._client import (
+    async_call_wrapper,
+    end_span,
+    error_message,
+    finish_client_span,
+    start_client_span,
+)
 from k8s_otel.propagation import extract, inject, parse_traceparent
 from k8s_otel.trust import TrustPolicy
 
@@ -122,7 +128,7 @@ _reaction: contextvars.ContextVar[Optional[_Reaction]] = contextvars.ContextVar(
 )
 
 
-def _handler_type(handler: Any, cause: Any) -> Optional[str]:
+def _handler_type(handler: Any) -> Optional[str]:
     name = type(handler).__name__.removeprefix("Resource")
     if name not in _HANDLER_TYPES:
         return None  # activities, indexers, anything new: not a reconcile
@@ -174,6 +180,28 @@ def _metadata(cause: Any) -> Mapping[str, Any]:
     return metadata if isinstance(metadata, Mapping) else {}
 
 
+def _identity(group: str, plural: str, metadata: Mapping[str, Any], cause: Any) -> dict[str, Any]:
+    """The object's identity: kube-apiserver's keys, and the semantic conventions' where they exist."""
+    object_name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
+    attributes: dict[str, Any] = {}
+    if object_name:
+        attributes[NAME] = str(object_name)
+    if namespace:
+        attributes[K8S_NAMESPACE_NAME] = str(namespace)
+    if uid:
+        attributes[UID] = str(uid)
+    semconv = _SEMCONV_KINDS.get((group, plural))
+    if semconv is not None:
+        if object_name:
+            attributes[f"{semconv}.name"] = str(object_name)
+        if uid and semconv != "k8s.namespace":
+            attributes[f"{semconv}.uid"] = str(uid)
+    subresource = getattr(cause, "subresource", None)
+    if subresource:
+        attributes[SUBRESOURCE] = str(subresource)
+    return attributes
+
+
 class _HandlerSpans:
     """Start and finish handler spans; every step is guarded so that kopf never sees our errors."""
 
@@ -190,7 +218,7 @@ class _HandlerSpans:
         self.errors = errors
 
     def start(self, handler: Any, cause: Any, retry: Any) -> Optional[Span]:
-        kind = _handler_type(handler, cause)
+        kind = _handler_type(handler)
         if kind is None:
             return None
         resource = getattr(cause, "resource", None)
@@ -204,23 +232,6 @@ class _HandlerSpans:
         event_type = _event_type(kind, cause)
         if event_type:
             attributes[EVENT_TYPE] = event_type
-        metadata = _metadata(cause)
-        object_name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
-        if object_name:
-            attributes[NAME] = str(object_name)
-        if namespace:
-            attributes[K8S_NAMESPACE_NAME] = str(namespace)
-        if uid:
-            attributes[UID] = str(uid)
-        semconv = _SEMCONV_KINDS.get((group, plural))
-        if semconv is not None:
-            if object_name:
-                attributes[f"{semconv}.name"] = str(object_name)
-            if uid and semconv != "k8s.namespace":
-                attributes[f"{semconv}.uid"] = str(uid)
-        subresource = getattr(cause, "subresource", None)
-        if subresource:
-            attributes[SUBRESOURCE] = str(subresource)
 
         parent: Optional[Context] = None
         links: list[Link] = []
@@ -231,18 +242,27 @@ class _HandlerSpans:
                 extract(getattr(cause, "headers", None) or {}), request=cause
             )
             links.extend(trusted_links)
-        if self.annotation and kind not in _NOT_CHANGE_TRIGGERED:
-            annotations = metadata.get("annotations")
-            if isinstance(annotations, Mapping):
-                value = annotations.get(self.annotation)
-                span_context = parse_traceparent(value) if isinstance(value, str) else None
-                if span_context is not None:
-                    links.append(Link(span_context, {LINK_ANNOTATION: self.annotation}))
-                elif value is not None:
-                    _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
-        return self.tracer.start_span(
+        metadata = _metadata(cause) if self.annotation else None
+        if metadata is not None and kind not in _NOT_CHANGE_TRIGGERED:
+            link = self._annotation_link(metadata)
+            if link is not None:
+                links.append(link)
+        span = self.tracer.start_span(
             name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links or None
         )
+        if span.is_recording():  # unsampled: the object is not read
+            span.set_attributes(_identity(group, plural, metadata or _metadata(cause), cause))
+        return span
+
+    def _annotation_link(self, metadata: Mapping[str, Any]) -> Optional[Link]:
+        annotations = metadata.get("annotations")
+        value = annotations.get(self.annotation) if isinstance(annotations, Mapping) else None
+        span_context = parse_traceparent(value) if isinstance(value, str) else None
+        if span_context is not None:
+            return Link(span_context, {LINK_ANNOTATION: self.annotation})
+        if value is not None:
+            _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
+        return None
 
     def finish(
         self,
@@ -362,39 +382,31 @@ def _parent_for_kopf_call() -> Optional[Context]:
     return trace.set_span_in_context(reaction.span)
 
 
-def _request_wrapper(tracer: trace.Tracer) -> Callable[..., Any]:
-    async def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        try:
-            method = str(kwargs["method"] if "method" in kwargs else args[0]).upper()
-            url = str(kwargs["url"] if "url" in kwargs else args[1])
-            headers = kwargs.get("headers")
-            content_type = ""
-            if isinstance(headers, Mapping):
-                content_type = str(headers.get("Content-Type") or headers.get("content-type") or "")
-            span = start_client_span(tracer, method, url, None, content_type, _parent_for_kopf_call())
-            outgoing = dict(headers) if isinstance(headers, Mapping) else {}
-            inject(outgoing, trace.set_span_in_context(span))
-            kwargs = {**kwargs, "headers": outgoing}
-        except Exception:
-            _logger.debug("k8s_otel: failed to start a kopf API span", exc_info=True)
-            return await wrapped(*args, **kwargs)
-        # One span per call: ours, not aiohttp-client's as well.
-        current = trace.use_span(
-            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
-        with current, suppress_http_instrumentation():
-            try:
-                response = await wrapped(*args, **kwargs)
-            except BaseException as error:
-                finish_client_span(span, error=error)
-                raise
-        _set_server(span, response)
-        finish_client_span(span, response)
-        return response
+class _KopfCalls:
+    """kopf's ``api.request(method, url, *, headers=..., ...)``: its CLIENT span, for the shared wrapper."""
 
-    return wrapper
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def start(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], Span]:
+        method = str(kwargs["method"] if "method" in kwargs else args[0]).upper()
+        url = str(kwargs["url"] if "url" in kwargs else args[1])
+        headers = kwargs.get("headers")
+        content_type = ""
+        if isinstance(headers, Mapping):
+            content_type = str(headers.get("Content-Type") or headers.get("content-type") or "")
+        span = start_client_span(self.tracer, method, url, None, content_type, _parent_for_kopf_call())
+        outgoing = dict(headers) if isinstance(headers, Mapping) else {}
+        inject(outgoing, trace.set_span_in_context(span))
+        return args, {**kwargs, "headers": outgoing}, span
+
+    @staticmethod
+    def finish(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
+        if response is not None:
+            _set_server(span, response)
+        finish_client_span(span, response, error)
 
 
 def _set_server(span: Span, response: Any) -> None:
@@ -459,7 +471,11 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         spans = _HandlerSpans(
             tracer, annotation or None, TrustPolicy.parse(kwargs.get("trust", "trust")), errors
         )
-        wrappers = (_invoke_handler_wrapper(spans), _request_wrapper(tracer), _process_resource_event_wrapper)
+        wrappers = (
+            _invoke_handler_wrapper(spans),
+            async_call_wrapper(_KopfCalls(tracer)),
+            _process_resource_event_wrapper,
+        )
         self._patched: list[tuple[Any, str]] = []
         for (module_name, attribute), wrapper in zip(_TARGETS, wrappers):
             try:
