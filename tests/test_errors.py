@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.trace import StatusCode
-from tests.recording import recording_provider
 
 from k8s_otel._errors import bounded, record_error, record_messages_from_env, safe_stacktrace
+from recording import recording_provider
 
 CANARY = "c2VjcmV0LXZhbHVl-canary"
 
