@@ -26,10 +26,11 @@ from opentelemetry.trace import SpanKind
 
 import k8s_otel
 from k8s_otel.admission import format_group_version_resource
+from k8s_otel.cli._waterfall import render_trees, span_as_dict, trace_trees
+from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.config import load_tracing_configuration
 from k8s_otel.conventions import span_name
 from k8s_otel.propagation import inject
-from k8s_otel.receiver import OTLPReceiver
 from k8s_otel.settings import resolve_settings
 from k8s_otel.webhook.wsgi import WSGIMiddleware
 
@@ -219,8 +220,6 @@ def run_demo(
         },
     }
     if as_json:
-        from k8s_otel.cli import span_as_dict, trace_trees
-
         report = {"summary": summary, "traces": trace_trees(spans), "spans": [span_as_dict(s) for s in spans]}
         out.write(json.dumps(report, sort_keys=True, default=list) + "\n")
     else:
@@ -235,8 +234,6 @@ def _env_endpoint() -> bool:
 
 
 def _print_report(spans: list[Any], summary: dict[str, Any], out: TextIO, external: bool) -> None:
-    from k8s_otel.cli import render_trees
-
     if not external:
         render_trees(spans, out)
         resources: dict[str, dict[str, Any]] = {}
