@@ -26,7 +26,8 @@ from opentelemetry.trace import SpanKind
 
 import k8s_otel
 from k8s_otel.admission import format_group_version_resource
-from k8s_otel.cli._waterfall import render_trees, span_as_dict, trace_trees
+from k8s_otel.cli._waterfall import render_traces as render_trees
+from k8s_otel.cli._waterfall import span_as_dict, trace_trees
 from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.config import load_tracing_configuration
 from k8s_otel.conventions import span_name
