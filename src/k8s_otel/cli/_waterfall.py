@@ -285,13 +285,7 @@ def render_waterfall(
     ]
 
     shown = rows[:max_rows]
-    labels = []
-    for row in shown:
-        levels = min(row.depth, _MAX_INDENT_LEVELS)
-        prefix = "  " * max(levels - 1, 0) + (c.branch if levels else "")
-        if row.depth > _MAX_INDENT_LEVELS:
-            prefix += f"[{row.depth}] "
-        labels.append(prefix + printable(row.span.name))
+    names = [printable(row.span.name) for row in shown]
     service_width = min(
         max(display_width(printable(r.span.resource.get("service.name", "?"))) for r in shown), 20
     )
@@ -299,7 +293,19 @@ def render_waterfall(
     duration_width = 9
     status_width = 5
     fixed = service_width + kind_width + duration_width + status_width + 7  # separators and bar edges
-    label_width = min(max(display_width(label) for label in labels), max(int((width - fixed) * 0.4), 8))
+    wanted = max(
+        display_width(name) + 2 * min(row.depth, _MAX_INDENT_LEVELS) for row, name in zip(shown, names)
+    )
+    label_width = min(wanted, max(int((width - fixed) * 0.4), 8))
+    # Indentation never takes more than half the label: deeper spans show their depth as a number.
+    max_levels = max(min(_MAX_INDENT_LEVELS, label_width // 4), 1)
+    labels = []
+    for row, name in zip(shown, names):
+        levels = min(row.depth, max_levels)
+        prefix = "  " * max(levels - 1, 0) + (c.branch if levels else "")
+        if row.depth > max_levels:
+            prefix += f"[{row.depth}] "
+        labels.append(prefix + name)
     bar_width = max(width - fixed - label_width, 4)
 
     def column(t: int) -> float:
@@ -315,7 +321,7 @@ def render_waterfall(
     )
     for row, label in zip(shown, labels):
         span = row.span
-        indent = "  " * min(row.depth, _MAX_INDENT_LEVELS) + "    "
+        indent = "  " * min(row.depth, max_levels) + "    "
         first = min(int(column(span.start_time_unix_nano)), bar_width - 1)
         last = max(int(-(-column(_end(span)) // 1)), first + 1)
         last = min(last, bar_width)
