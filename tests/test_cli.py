@@ -242,6 +242,89 @@ def test_demo_trees_are_the_received_spans() -> None:
     assert report["summary"]["denied"] == 2  # every fourth Deployment asks for 12 replicas
 
 
+def test_demo_shows_a_header_two_waterfalls_and_a_summary() -> None:
+    result = k8s_otel("demo", "--requests", "4", env={"PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "k8s-otel demo: 4 AdmissionReview requests (CREATE Deployment) to an example validating webhook "
+        "wrapped by WSGIMiddleware, on 127.0.0.1."
+    )
+    assert lines[1].startswith('  simulated: kube-apiserver. Its spans, service "apiserver"')
+    assert re.fullmatch(
+        r"  spans went to: the demo's own OTLP/gRPC receiver on 127\.0\.0\.1:\d+ \(drawn below\)\.", lines[4]
+    )
+    headers = [line for line in lines if line.startswith("trace ")]
+    assert [re.sub(r"[0-9a-f]{32}", "ID", h.split("  ")[0]) for h in headers] == [
+        "trace ID (denied)",
+        "trace ID (allowed)",
+    ]
+    for header in headers:
+        assert header.endswith("5 spans, " + header.split("5 spans, ")[1])
+        assert "services: apiserver, demo-webhook" in header
+    rows = [line for line in lines if "│" in line]
+    assert [row.split("│")[0].split()[-1] for row in rows[:5]] == [
+        "SERVER",
+        "INTERNAL",
+        "CLIENT",
+        "SERVER",
+        "INTERNAL",
+    ]
+    assert rows[3].lstrip().startswith("└ POST /validate") and " demo-webhook " in rows[3]
+    assert lines[-3] == (
+        "requests: 4 (3 allowed, 1 denied); sampler decisions: 4 (4 sampled, 0 not) at samplingRatePerMillion=1000000"
+    )
+    assert lines[-2] == (
+        "webhook spans joined to their apiserver parent: 4 of 4; spans received: 20 in 4 traces; "
+        "--verbose shows every attribute"
+    )
+    assert lines[-1].startswith("latency: mean ")
+    assert max(len(line) for line in lines) <= 160
+    assert "UID = " not in result.stdout  # attributes only with --verbose
+
+
+def test_demo_verbose_shows_attributes_and_resources() -> None:
+    result = k8s_otel(
+        "demo", "--requests", "1", "--verbose", "--width", "120", env={"PYTHONIOENCODING": "utf-8"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^ +UID = [0-9a-f-]{36}$", result.stdout, re.MULTILINE)
+    assert "\nresources:\n  apiserver: " in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120
+
+
+def test_demo_in_ascii_on_a_terminal_that_cannot_show_blocks() -> None:
+    result = k8s_otel("demo", "--requests", "1", env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert "|###" in result.stdout or "|.##" in result.stdout or "#|" in result.stdout
+
+
+def test_demo_json_summary_counts_the_joins() -> None:
+    result = k8s_otel("demo", "--requests", "4", "--json")
+    summary = json.loads(result.stdout)["summary"]
+    assert (
+        summary["allowed"],
+        summary["denied"],
+        summary["webhook_spans_joined"],
+        summary["webhook_spans"],
+    ) == (3, 1, 4, 4)
+    assert summary["sampler_decisions"] == {"sampled": 4, "not_sampled": 0}
+
+
+def test_demo_to_an_endpoint_where_nothing_listens_fails_in_one_line() -> None:
+    receiver = OTLPReceiver().start()
+    endpoint = receiver.endpoint
+    receiver.stop()
+    result = k8s_otel("demo", "--requests", "2", "--endpoint", endpoint, timeout=30)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"k8s-otel demo: cannot export to {endpoint}: no gRPC connection to {endpoint}: "
+        "the connection failed (refused, or no such host)"
+    ]
+
+
+@pytest.mark.parametrize(("rate", "sampled"), [("0", 0), ("1000000", 30)])
 def test_demo_rate_from_a_tracing_configuration(tmp_path: Path, rate: str, sampled: int) -> None:
     path = tmp_path / "tracing.yaml"
     path.write_text(

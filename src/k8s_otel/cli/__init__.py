@@ -82,8 +82,11 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         config_file=args.config_file,
         endpoint=args.endpoint,
         out=out,
+        err=err,
         progress=err if err.isatty() else None,
         as_json=args.json,
+        verbose=args.verbose,
+        width=args.width,
     )
 
 
@@ -91,7 +94,7 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 _EXAMPLES = {
     "demo": """examples:
-  k8s-otel demo                                   # 20 requests, every one sampled, printed as trees
+  k8s-otel demo                                   # 20 requests, every one sampled; two drawn as waterfalls
   k8s-otel demo --requests 500 --sampling-rate-per-million 100000
   k8s-otel demo --config-file tracing.yaml        # the rate from a TracingConfiguration file
   k8s-otel demo --endpoint otel-collector:4317    # export to a real collector instead
@@ -150,7 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--config-file", help="a TracingConfiguration file to take the rate from")
     demo.add_argument("--endpoint", help="export to this collector instead of the built-in receiver")
-    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--json", action="store_true", help="print the summary, trees and spans as JSON")
+    demo.add_argument("--verbose", action="store_true", help="show every attribute and the resources")
+    demo.add_argument("--width", type=int, default=160, help="widest line to print (default 160)")
 
     doctor = command(
         "doctor", "show the effective tracing settings, where each came from, and what is wrong", run_doctor
