@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="k8s-otel", description="OpenTelemetry for Python Kubernetes controllers and admission webhooks."
     )
+    from k8s_otel import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, handler: Callable[..., int]) -> argparse.ArgumentParser:

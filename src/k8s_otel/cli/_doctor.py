@@ -1,17 +1,17 @@
 """``k8s-otel doctor``: the effective settings, where each came from, and what would go wrong.
 
 It decides what ``configure()`` would export with the very function ``configure()`` uses
-(``k8s_otel.exporter.build_exporter``), so that it can never say "ok" where no span would leave.
+(``k8s_otel.exporter.build_exporter``, through ``_collector.exporter_refusal``), so that it can never say "ok" where no span would leave.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from k8s_otel.cli._collector import check_connection, exporter_refusal
 from k8s_otel.cli._common import UserError, as_json
 
 __all__ = ["run_doctor"]
@@ -24,34 +24,6 @@ _DOWNWARD_ENV = {
     "node name": ("NODE_NAME", "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME"),
     "pod IP": ("POD_IP", "OTEL_POD_IP"),
 }
-
-
-def _reachable(settings: Any, timeout: float) -> tuple[bool, str]:
-    if settings.protocol.value == "grpc":
-        import grpc
-
-        target = settings.grpc_target
-        channel = (
-            grpc.insecure_channel(target)
-            if settings.insecure.value
-            else grpc.secure_channel(target, grpc.ssl_channel_credentials())
-        )
-        try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
-            return True, f"gRPC connection to {target} established"
-        except grpc.FutureTimeoutError:
-            return False, f"no gRPC connection to {target} within {timeout:g} s"
-        finally:
-            channel.close()
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(settings.endpoint.value)
-    host, port = parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True, f"TCP connection to {host}:{port} established"
-    except OSError as error:
-        return False, f"no TCP connection to {host}:{port}: {error.strerror or error}"
 
 
 def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -94,10 +66,15 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UserError(str(error)) from None
     findings = _doctor_findings(settings, os.environ)
     reachable, detail = (True, "OTEL_SDK_DISABLED=true: nothing is exported")
-    if not settings.sdk_disabled.value and settings.protocol.value in ("grpc", "http/protobuf"):
-        reachable, detail = _reachable(settings, args.timeout)
-    if not reachable:
-        findings.append(("error", f"collector unreachable: {detail}"))
+    refusal = exporter_refusal(settings)
+    if refusal is not None:
+        # What configure() itself would log: it would build no exporter at all.
+        findings.append(("error", refusal))
+        reachable, detail = False, "not checked: configure() would export nothing"
+    elif not settings.sdk_disabled.value:
+        reachable, detail = check_connection(settings, args.timeout)
+        if not reachable:
+            findings.append(("error", f"collector unreachable: {detail}"))
     broken = any(level == "error" for level, _ in findings)
     from k8s_otel.resource import KubernetesResourceDetector
 
