@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import textwrap
 import threading
 import time
 import urllib.request
@@ -359,15 +360,14 @@ def _print_report(
     header = [
         f"k8s-otel demo: {run.requests} AdmissionReview requests (CREATE Deployment) to an example validating "
         "webhook wrapped by WSGIMiddleware, on 127.0.0.1.",
-        '  simulated: kube-apiserver. Its spans, service "apiserver" (POST /apis/apps/v1/..., '
-        "Call validating webhook, HTTP POST),",
-        f"             stand in for the real ones; it samples at samplingRatePerMillion={run.rate} and "
+        '  simulated: kube-apiserver. Its spans, service "apiserver" (POST /apis/apps/v1/..., Call validating '
+        f"webhook, HTTP POST), stand in for the real ones; it samples at samplingRatePerMillion={run.rate} and "
         "sends traceparent with each AdmissionReview.",
         '  real: the webhook and its spans, service "demo-webhook" (POST /validate, policy check), '
         "W3C propagation, the OTLP/gRPC export.",
         f"  spans went to: {where}.",
     ]
-    out.write("\n".join(fit(line, width) for line in header) + "\n")
+    out.write(_wrap(header, width))
     charset = Charset.for_encoding(getattr(out, "encoding", None))
     by_trace = {
         trace_id: [s for s in run.spans if s.trace_id == trace_id] for trace_id in _traces_to_draw(run)
@@ -424,4 +424,19 @@ def _print_report(
             + ("" if verbose else "; --verbose shows every attribute")
         )
     lines.append(f"latency: mean {latency['mean']} ms, p50 {latency['p50']} ms, max {latency['max']} ms")
-    out.write("\n".join(fit(line, width) for line in lines) + "\n")
+    out.write(_wrap(lines, width))
+
+
+def _wrap(paragraphs: list[str], width: int) -> str:
+    """Each paragraph wrapped to ``width``, continuation lines indented under its text."""
+    lines = []
+    for paragraph in paragraphs:
+        if not paragraph:
+            lines.append("")
+            continue
+        indent = " " * (len(paragraph) - len(paragraph.lstrip()) + 2)
+        lines.extend(
+            fit(line, width)
+            for line in textwrap.wrap(paragraph, width, subsequent_indent=indent, break_on_hyphens=False)
+        )
+    return "\n".join(lines) + "\n"
