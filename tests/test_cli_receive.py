@@ -371,3 +371,33 @@ def test_settle_must_be_positive() -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "k8s-otel receive: --settle must be more than 0 and at most 3600 seconds\n"
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RSS from /proc")
+def test_receive_keeps_nothing_once_traces_are_shown(receive_factory: Any) -> None:
+    """Bounded memory: 60 exports of about 1 MB each leave RSS where it was (it grew 240 MiB before)."""
+    receive = receive_factory("--settle", "0.05", "--service", "nobody", "--no-http")
+
+    def batch(index: int) -> trace_service_pb2.ExportTraceServiceRequest:
+        request = _chain(1000, name=f"batch {index} " + "x" * 1000)
+        request.resource_spans[0].scope_spans[0].spans[0].trace_id = index.to_bytes(16, "big")
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            span.trace_id = (index + 1).to_bytes(16, "big")
+        return request
+
+    with grpc.insecure_channel(receive.endpoint) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        for index in range(10):  # warm up: allocator arenas, gRPC buffers
+            stub.Export(batch(index), timeout=20)
+        time.sleep(0.5)
+        before = _rss_kib(receive.process.pid)
+        for index in range(10, 70):
+            stub.Export(batch(index), timeout=20)
+        time.sleep(0.5)
+        after = _rss_kib(receive.process.pid)
+    assert after - before < 30 * 1024, (before, after)

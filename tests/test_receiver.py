@@ -6,9 +6,12 @@ import gzip
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -158,3 +161,50 @@ def test_a_status_code_is_answered_over_http_as_its_http_equivalent() -> None:
     with OTLPReceiver(http_port=0, status_code=grpc.StatusCode.UNAVAILABLE) as receiver:
         code, _ = _post(receiver.http_endpoint, b"", "application/x-protobuf")
     assert code == 503
+
+
+# --- properties: the OTLP/JSON parser and the HTTP endpoint take anything ---------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "name", "attributes", "x"]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=_JSON)
+def test_otlp_json_parser_raises_only_value_error(document: object) -> None:
+    try:
+        request = parse_otlp_json(json.dumps(document).encode())
+    except ValueError:
+        return
+    list(ReceivedRequest(request, {}).spans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    body=st.binary(max_size=300), content_type=st.sampled_from(["application/json", "application/x-protobuf"])
+)
+def test_the_http_endpoint_answers_any_body_without_a_server_error(body: bytes, content_type: str) -> None:
+    code, _ = _post(HTTP_RECEIVER.http_endpoint, body, content_type)
+    assert code in (200, 400)
+
+
+HTTP_RECEIVER = OTLPReceiver(http_port=0, keep=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _http_receiver() -> Iterator[None]:
+    HTTP_RECEIVER.start()
+    yield
+    HTTP_RECEIVER.stop()
