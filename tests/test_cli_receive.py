@@ -401,3 +401,28 @@ def test_receive_keeps_nothing_once_traces_are_shown(receive_factory: Any) -> No
         time.sleep(0.5)
         after = _rss_kib(receive.process.pid)
     assert after - before < 30 * 1024, (before, after)
+
+
+def test_a_terminal_that_cannot_show_a_name_gets_escapes() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "k8s_otel", "receive", "--port", "0", "--no-http", "--settle", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="ascii",
+        errors="strict",
+        env={**ENV, "PYTHONIOENCODING": "ascii"},
+    )
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        endpoint = re.search(r"OTLP/gRPC on (127\.0\.0\.1:\d+)", banner)
+        assert endpoint, banner
+        _export(endpoint.group(1), _chain(1, name="Grüße 日本"))
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "Gr\\xfc\\xdfe \\u65e5\\u672c 0" in stdout
+    assert "|#" in stdout  # ASCII bars

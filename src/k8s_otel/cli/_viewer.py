@@ -9,6 +9,7 @@ early. Spans of a trace that was already shown come out as its continuation.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from typing import Any, Callable, Optional
 from k8s_otel.cli.receiver import ReceivedSpan
 
 __all__ = ["DEFAULT_SETTLE", "SpanFilter", "TraceViewer", "parse_filter"]
+
+_logger = logging.getLogger(__name__)
 
 #: Seconds a trace must be quiet before it is shown.
 DEFAULT_SETTLE = 2.0
@@ -181,7 +184,10 @@ class TraceViewer:
 
         def run() -> None:
             while not self._stop.wait(interval):
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:  # one trace that cannot be shown must not stop the others
+                    _logger.exception("k8s-otel receive: a trace could not be shown")
 
         self._thread = threading.Thread(target=run, name="trace-viewer", daemon=True)
         self._thread.start()
