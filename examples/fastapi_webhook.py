@@ -1,6 +1,6 @@
 """A validating admission webhook in FastAPI, traced by k8s-otel.
 
-    pip install 'k8s-otel[fastapi]' uvicorn
+    pip install './k8s-otel[fastapi]' uvicorn           # from a clone: not on PyPI yet
     K8S_OTEL_TRACING_CONFIG=manifests/tracing-apiserver.yaml uvicorn fastapi_webhook:app --port 8443
 
 Pods must set resource limits. kube-apiserver's `traceparent` makes this webhook's span a child of

@@ -1,6 +1,6 @@
 """A validating admission webhook in Flask, traced by k8s-otel.
 
-    pip install 'k8s-otel[flask]'
+    pip install './k8s-otel[flask]'                     # from a clone: not on PyPI yet
     K8S_OTEL_TRACING_CONFIG=manifests/tracing-apiserver.yaml python flask_webhook.py
 
 Deployments may have at most 10 replicas. kube-apiserver's `traceparent` makes this webhook's span a

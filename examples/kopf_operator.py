@@ -1,13 +1,16 @@
 """A kopf operator traced by k8s-otel.
 
-    pip install 'k8s-otel[kopf,kubernetes]'
+    pip install './k8s-otel[kopf,kubernetes]'          # from a clone: not on PyPI yet
     kubectl apply -f manifests/kopfexample-crd.yaml
-    OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4317 \
-    OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=10000 \
+    k8s-otel receive &                                  # or OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4317
     kopf run kopf_operator.py --standalone -A
 
-As in the Kubernetes components, with no sampling rate set no new trace is sampled; 10000 per
-million samples 1% of reconciles (and everything under a sampled parent).
+So that the first run shows the reconcile trace, this example samples every reconcile unless a rate
+is configured (``OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=10000`` for 1 %, or a
+TracingConfiguration in ``K8S_OTEL_TRACING_CONFIG``). A production operator should set a rate: as in
+the Kubernetes components, with none set ``configure()`` samples no new trace. Either way, kopf's
+own API calls outside a handler (start-up scans, watches) start no trace of their own here: they
+would be one-span traces burying the reconciles.
 
 Each KopfExample asks for ``spec.size`` pods labelled ``app=<its name>``; the operator counts them
 and writes ``status.ready``. Every handler call is a span (``kopf.on.create kopfexamples.kopf.dev``)
@@ -19,17 +22,54 @@ finds the reconcile through a span link.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import kopf
 import kubernetes
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.util.types import Attributes
 
 import k8s_otel
 from k8s_otel.instrumentation.kopf import DEFAULT_TRACEPARENT_ANNOTATION, KopfInstrumentor
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
 
+
+class NoRootClientSpans(Sampler):
+    """Drops API calls made outside any trace (kopf's start-up scans and watches); else ``inner``."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Optional[Context],
+        trace_id: int,
+        name: str,
+        kind: Optional[SpanKind] = None,
+        attributes: Attributes = None,
+        links: Optional[Sequence[Link]] = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoRootClientSpans{{{self.inner.get_description()}}}"
+
+
 # Before kopf starts: the provider (env and K8S_OTEL_TRACING_CONFIG), then the instrumentors.
-k8s_otel.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "kopfexample-operator"))
+_rate_configured = bool(os.environ.get("OTEL_TRACES_SAMPLER") or os.environ.get("K8S_OTEL_TRACING_CONFIG"))
+handle = k8s_otel.configure(
+    service_name=os.environ.get("OTEL_SERVICE_NAME", "kopfexample-operator"),
+    sampling_rate_per_million=None if _rate_configured else 1_000_000,
+)
+if hasattr(handle.tracer_provider, "sampler"):  # the SDK provider: tracers made from now on use it
+    handle.tracer_provider.sampler = NoRootClientSpans(handle.tracer_provider.sampler)
 KopfInstrumentor().instrument(traceparent_annotation=DEFAULT_TRACEPARENT_ANNOTATION)
 KubernetesClientInstrumentor().instrument()
 

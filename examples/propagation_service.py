@@ -2,10 +2,11 @@
 
     python examples/propagation_service.py
 
-It starts a downstream service and this one on 127.0.0.1, calls itself once with a traceparent,
-and prints the trace. Each incoming request is a SERVER span in the caller's context (through
-``k8s_otel.propagation.extract``); each outgoing call is one CLIENT span, with traceparent,
-tracestate and baggage written into its headers by ``k8s_otel.propagation.inject``.
+It starts a downstream service and this one on 127.0.0.1, calls itself once with a traceparent and
+baggage, and prints what each service saw and the trace. Each incoming request is a SERVER span in
+the caller's context (``k8s_otel.propagation.extract``, attached as the current context so that the
+caller's baggage comes with it); each outgoing call is one CLIENT span, with traceparent, tracestate
+and baggage written into its headers by ``k8s_otel.propagation.inject``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -30,9 +31,27 @@ from k8s_otel.propagation import extract, inject
 def make_handler(tracer: trace.Tracer, downstream: list[str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            context = extract(self.headers)  # an http.client.HTTPMessage: multi-valued, case-insensitive
-            with tracer.start_as_current_span(f"GET {self.path}", context=context, kind=SpanKind.SERVER):
-                seen = {name: self.headers.get(name) for name in ("traceparent", "tracestate", "baggage")}
+            incoming = extract(self.headers)  # an http.client.HTTPMessage: multi-valued, case-insensitive
+            # Attach the whole incoming context, not only the parent span: the caller's baggage is in
+            # it, and inject() below writes what the current context holds.
+            token = context.attach(incoming)
+            try:
+                seen = self._serve()
+            finally:
+                context.detach(token)
+            body = json.dumps(seen).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _serve(self) -> dict[str, Any]:
+            with tracer.start_as_current_span(f"GET {self.path}", kind=SpanKind.SERVER):
+                seen: dict[str, Any] = {
+                    name: self.headers.get(name) for name in ("traceparent", "tracestate", "baggage")
+                }
+                answers = []
                 for url in downstream:
                     with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as span:
                         span.set_attribute("url.full", url)
@@ -42,13 +61,10 @@ def make_handler(tracer: trace.Tracer, downstream: list[str]) -> type[BaseHTTPRe
                             urllib.request.Request(url, headers=headers), timeout=5
                         ) as answer:
                             span.set_attribute("http.response.status_code", answer.status)
-                            answer.read()
-            body = json.dumps(seen).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+                            answers.append(json.loads(answer.read()))
+                if answers:
+                    seen["downstream"] = answers
+            return seen
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -79,7 +95,10 @@ def main() -> None:
             f"{service}/work", headers={"traceparent": caller, "baggage": "tenant=a"}
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
-            print("the service saw:", answer.read().decode())
+            seen = json.loads(answer.read())
+        print("the service saw:", json.dumps({k: v for k, v in seen.items() if k != "downstream"}))
+        for index, downstream_saw in enumerate(seen["downstream"]):
+            print(f"downstream call {index + 1} saw:", json.dumps(downstream_saw))
     for span in sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0):
         parent = f"{span.parent.span_id:016x}" if span.parent else "-"
         print(

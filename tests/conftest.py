@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from k8s_otel.receiver import OTLPReceiver
+from k8s_otel.cli.receiver import OTLPReceiver
 
 
 @pytest.fixture

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from k8s_otel.receiver import OTLPReceiver
+from k8s_otel.cli.receiver import OTLPReceiver
 
 TOKEN = "s3cr3t-t0ken"
 VALID = "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: localhost:4317\nsamplingRatePerMillion: 100\n"
@@ -108,93 +105,6 @@ def test_validate_needs_a_file() -> None:
     assert result.returncode == 2
     assert "usage:" in result.stderr
     no_traceback(result)
-
-
-# --- receive -----------------------------------------------------------------------------------
-
-
-def _start_receive(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "k8s_otel", "receive", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    match = re.search(r"listening for OTLP/gRPC on (127\.0\.0\.1:\d+)", line)
-    assert match, line
-    return process, match.group(1)
-
-
-def _export_two_spans(endpoint: str) -> tuple[str, str]:
-    import k8s_otel
-
-    handle = k8s_otel.configure(
-        install=False, endpoint=endpoint, sampling_rate_per_million=1_000_000, service_name="fed"
-    )
-    tracer = handle.tracer_provider.get_tracer("t")
-    with (
-        tracer.start_as_current_span("outer") as outer,
-        tracer.start_as_current_span("inner", attributes={"k": "v"}),
-    ):
-        pass
-    handle.shutdown(10)
-    context = outer.get_span_context()
-    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
-
-
-def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
-    process.send_signal(signal.SIGINT)
-    try:
-        stdout, _ = process.communicate(timeout=15)
-    finally:
-        process.kill()
-    return process.returncode, stdout
-
-
-def test_receive_prints_trees_fed_by_a_real_exporter() -> None:
-    process, endpoint = _start_receive()
-    trace_id, _ = _export_two_spans(endpoint)
-    time.sleep(0.5)
-    code, stdout = _stop(process)
-    assert code == 0
-    lines = stdout.splitlines()
-    assert lines[0] == f"trace {trace_id}"
-    assert lines[1].startswith("  outer [INTERNAL] fed ")
-    assert lines[2].startswith("    inner [INTERNAL] fed ") and lines[2].endswith("k=v")
-
-
-def test_receive_json_lines() -> None:
-    process, endpoint = _start_receive("--json")
-    trace_id, outer_id = _export_two_spans(endpoint)
-    time.sleep(0.5)
-    code, stdout = _stop(process)
-    assert code == 0
-    spans: list[dict[str, Any]] = [json.loads(line) for line in stdout.splitlines()]
-    assert {s["name"] for s in spans} == {"outer", "inner"}
-    [inner] = [s for s in spans if s["name"] == "inner"]
-    assert (inner["trace_id"], inner["parent_span_id"], inner["attributes"]) == (
-        trace_id,
-        outer_id,
-        {"k": "v"},
-    )
-    assert inner["resource"]["service.name"] == "fed"
-
-
-def test_receive_on_a_taken_port_is_a_user_error() -> None:
-    with OTLPReceiver() as taken:
-        result = k8s_otel("receive", "--port", str(taken.port), timeout=30)
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"k8s-otel receive: cannot listen on 127.0.0.1:{taken.port}")
-    no_traceback(result)
-
-
-def test_receive_help_says_it_is_not_a_collector() -> None:
-    result = k8s_otel("receive", "--help")
-    assert result.returncode == 0
-    assert "not a collector" in result.stdout
-    assert "examples:" in result.stdout
 
 
 # --- doctor ------------------------------------------------------------------------------------
@@ -332,21 +242,89 @@ def test_demo_trees_are_the_received_spans() -> None:
     assert report["summary"]["denied"] == 2  # every fourth Deployment asks for 12 replicas
 
 
-def test_demo_text_prints_one_tree_per_sampled_request() -> None:
-    result = k8s_otel("demo", "--requests", "4")
+def test_demo_shows_a_header_two_waterfalls_and_a_summary() -> None:
+    result = k8s_otel("demo", "--requests", "4", env={"PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    starts = [i for i, line in enumerate(lines) if re.fullmatch(r"trace [0-9a-f]{32}", line)]
-    assert len(starts) == 4
-    for start in starts:
-        tree = lines[start + 1 : start + 1 + len(CHAIN)]
-        for depth, (line, (name, kind, service)) in enumerate(zip(tree, CHAIN)):
-            assert line.startswith("  " * (depth + 1) + f"{name} [{kind}] {service} "), line
-    assert (
-        "requests: 4 (denied 1), sampled: 4 at samplingRatePerMillion=1000000, traces received: 4, spans exported: 20"
-        in result.stdout
+    assert lines[0] == (
+        "k8s-otel demo: 4 AdmissionReview requests (CREATE Deployment) to an example validating webhook "
+        "wrapped by WSGIMiddleware, on 127.0.0.1."
     )
-    assert "resources:" in result.stdout
+    assert lines[1].startswith('  simulated: kube-apiserver. Its spans, service "apiserver"')
+    assert any(
+        re.fullmatch(
+            r"  spans went to: the demo's own OTLP/gRPC receiver on 127\.0\.0\.1:\d+ \(drawn below\)\.", line
+        )
+        for line in lines[:8]
+    )
+    headers = [line for line in lines if line.startswith("trace ")]
+    assert [re.sub(r"[0-9a-f]{32}", "ID", h.split("  ")[0]) for h in headers] == [
+        "trace ID (denied)",
+        "trace ID (allowed)",
+    ]
+    for header in headers:
+        assert header.endswith("5 spans, " + header.split("5 spans, ")[1])
+        assert "services: apiserver, demo-webhook" in header
+    rows = [line for line in lines if "│" in line]
+    assert [row.split("│")[0].split()[-1] for row in rows[:5]] == [
+        "SERVER",
+        "INTERNAL",
+        "CLIENT",
+        "SERVER",
+        "INTERNAL",
+    ]
+    assert rows[3].lstrip().startswith("└ POST /validate") and " demo-webhook " in rows[3]
+    assert lines[-3] == (
+        "requests: 4 (3 allowed, 1 denied); sampler decisions: 4 (4 sampled, 0 not) at samplingRatePerMillion=1000000"
+    )
+    assert lines[-2] == (
+        "webhook spans joined to their apiserver parent: 4 of 4; spans received: 20 in 4 traces; "
+        "--verbose shows every attribute"
+    )
+    assert lines[-1].startswith("latency: mean ")
+    assert max(len(line) for line in lines) <= 160
+    assert "UID = " not in result.stdout  # attributes only with --verbose
+
+
+def test_demo_verbose_shows_attributes_and_resources() -> None:
+    result = k8s_otel(
+        "demo", "--requests", "1", "--verbose", "--width", "120", env={"PYTHONIOENCODING": "utf-8"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^ +UID = [0-9a-f-]{36}$", result.stdout, re.MULTILINE)
+    assert "\nresources:\n  apiserver: " in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120
+
+
+def test_demo_in_ascii_on_a_terminal_that_cannot_show_blocks() -> None:
+    result = k8s_otel("demo", "--requests", "1", env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert "|###" in result.stdout or "|.##" in result.stdout or "#|" in result.stdout
+
+
+def test_demo_json_summary_counts_the_joins() -> None:
+    result = k8s_otel("demo", "--requests", "4", "--json")
+    summary = json.loads(result.stdout)["summary"]
+    assert (
+        summary["allowed"],
+        summary["denied"],
+        summary["webhook_spans_joined"],
+        summary["webhook_spans"],
+    ) == (3, 1, 4, 4)
+    assert summary["sampler_decisions"] == {"sampled": 4, "not_sampled": 0}
+
+
+def test_demo_to_an_endpoint_where_nothing_listens_fails_in_one_line() -> None:
+    receiver = OTLPReceiver().start()
+    endpoint = receiver.endpoint
+    receiver.stop()
+    result = k8s_otel("demo", "--requests", "2", "--endpoint", endpoint, timeout=30)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"k8s-otel demo: cannot export to {endpoint}: no gRPC connection to {endpoint}: "
+        "the connection failed (refused, or no such host)"
+    ]
 
 
 @pytest.mark.parametrize(("rate", "sampled"), [("0", 0), ("1000000", 30)])

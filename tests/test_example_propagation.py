@@ -33,7 +33,10 @@ def test_each_outgoing_call_is_one_client_span_and_carries_the_context() -> None
             f"{service}/work", headers={"traceparent": CALLER, "baggage": "tenant=a"}
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
-            assert json.loads(answer.read())["traceparent"] == CALLER
+            seen = json.loads(answer.read())
+    assert seen["traceparent"] == CALLER
+    # What docs/propagation.md promises: outgoing calls carry the caller's baggage (and tracestate).
+    assert [hop["baggage"] for hop in seen["downstream"]] == ["tenant=a", "tenant=a"]
     spans = exporter.get_finished_spans()
     [server] = [s for s in spans if s.name == "GET /work"]
     clients = [s for s in spans if s.kind.name == "CLIENT"]
@@ -49,9 +52,30 @@ def test_each_outgoing_call_is_one_client_span_and_carries_the_context() -> None
     )
 
 
+def test_tracestate_goes_downstream_too() -> None:
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    with (
+        propagation_service.serve(tracer, []) as downstream,
+        propagation_service.serve(tracer, [f"{downstream}/a"]) as service,
+    ):
+        request = urllib.request.Request(
+            f"{service}/work", headers={"traceparent": CALLER, "tracestate": "k8s=1,vendor@x=2"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            seen = json.loads(answer.read())
+    assert seen["downstream"][0]["tracestate"] == "k8s=1,vendor@x=2"
+
+
 def test_the_example_runs() -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=True
     )
-    assert '"baggage": "tenant=a"' in result.stdout
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "the service saw",
+        "downstream call 1 saw",
+        "downstream call 2 saw",
+    ]
+    assert all('"baggage": "tenant=a"' in line for line in lines[:3])
     assert result.stdout.count("CLIENT") == 2

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import k8s_otel
-from k8s_otel.receiver import OTLPReceiver
+from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.resource import KubernetesResourceDetector, parse_downward_labels, service_name_for
 
 PODS = Path(__file__).resolve().parent / "fixtures" / "pods"

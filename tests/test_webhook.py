@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 import k8s_otel
-from k8s_otel.receiver import OTLPReceiver, ReceivedSpan
+from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
 from k8s_otel.wiring import TracingHandle
 from webhook_support import (

@@ -24,8 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import k8s_otel
+from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.exporter import build_exporter
-from k8s_otel.receiver import OTLPReceiver
 from k8s_otel.settings import resolve_settings
 from k8s_otel.wiring import TracingHandle
 

@@ -30,8 +30,15 @@ from typing import Any, Callable, Optional
 import wrapt
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
+
+from k8s_otel._extras import missing_extra
+
+try:
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+    from opentelemetry.instrumentation.utils import unwrap
+except ImportError as error:
+    raise missing_extra("kopf", error) from None
+
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__

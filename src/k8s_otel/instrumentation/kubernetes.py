@@ -18,8 +18,15 @@ from typing import Any, Callable, Optional
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
+
+from k8s_otel._extras import missing_extra
+
+try:
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+    from opentelemetry.instrumentation.utils import unwrap
+except ImportError as error:
+    raise missing_extra("kubernetes", error) from None
+
 from opentelemetry.trace import Span
 
 from k8s_otel import __version__

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import flask
+from k8s_otel._extras import missing_extra
+
+try:
+    import flask
+except ImportError as error:
+    raise missing_extra("flask", error) from None
+
 from opentelemetry import trace
 
 from k8s_otel.webhook.wsgi import WSGIMiddleware

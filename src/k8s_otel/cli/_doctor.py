@@ -1,0 +1,106 @@
+"""``k8s-otel doctor``: the effective settings, where each came from, and what would go wrong.
+
+It decides what ``configure()`` would export with the very function ``configure()`` uses
+(``k8s_otel.exporter.build_exporter``, through ``_collector.exporter_refusal``), so that it can never say "ok" where no span would leave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from k8s_otel.cli._collector import check_connection, exporter_refusal
+from k8s_otel.cli._common import UserError, as_json
+
+__all__ = ["run_doctor"]
+
+
+_DOWNWARD_ENV = {
+    "pod name": ("POD_NAME", "OTEL_RESOURCE_ATTRIBUTES_POD_NAME"),
+    "pod namespace": ("POD_NAMESPACE",),
+    "pod UID": ("POD_UID", "OTEL_RESOURCE_ATTRIBUTES_POD_UID"),
+    "node name": ("NODE_NAME", "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME"),
+    "pod IP": ("POD_IP", "OTEL_POD_IP"),
+}
+
+
+def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    findings = [("error", problem) for problem in settings.problems]
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip()
+    if sampler in ("traceidratio", "parentbased_traceidratio"):
+        arg = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+        try:
+            hint = f"OTEL_TRACES_SAMPLER_ARG={round(float(arg) * 1_000_000)}"
+        except ValueError:
+            hint = "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
+        findings.append(
+            (
+                "warning",
+                f"OTEL_TRACES_SAMPLER={sampler} is the stock ratio sampler, which decides differently from "
+                f"kube-apiserver at low rates: use OTEL_TRACES_SAMPLER=k8s_per_million {hint}",
+            )
+        )
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        missing = [what for what, names in _DOWNWARD_ENV.items() if not any(environ.get(n) for n in names)]
+        if missing:
+            findings.append(
+                (
+                    "warning",
+                    "running in a pod without downward-API env for "
+                    + ", ".join(missing)
+                    + " (set POD_NAME, POD_NAMESPACE, POD_UID, NODE_NAME, POD_IP from fieldRef): "
+                    "the collector's k8sattributes processor matches pods by k8s.pod.ip and k8s.pod.uid",
+                )
+            )
+    return findings
+
+
+def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from k8s_otel.settings import resolve_settings
+
+    try:
+        settings = resolve_settings(endpoint=args.endpoint, config_file=args.config_file)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    findings = _doctor_findings(settings, os.environ)
+    reachable, detail = (True, "OTEL_SDK_DISABLED=true: nothing is exported")
+    refusal = exporter_refusal(settings)
+    if refusal is not None:
+        # What configure() itself would log: it would build no exporter at all.
+        findings.append(("error", refusal))
+        reachable, detail = False, "not checked: configure() would export nothing"
+    elif not settings.sdk_disabled.value:
+        reachable, detail = check_connection(settings, args.timeout)
+        if not reachable:
+            findings.append(("error", f"collector unreachable: {detail}"))
+    broken = any(level == "error" for level, _ in findings)
+    from k8s_otel.resource import KubernetesResourceDetector
+
+    detected = dict(KubernetesResourceDetector().detect().attributes)
+    if args.json:
+        report = {
+            "settings": settings.as_dict(),
+            "kubernetes_resource": detected,
+            "collector": {"reachable": reachable, "detail": detail},
+            "findings": [{"level": level, "message": message} for level, message in findings],
+            "ok": not broken,
+        }
+        out.write(as_json(report) + "\n")
+        return 1 if broken else 0
+    out.write("effective settings (highest precedence: argument > file > env > default):\n")
+    for name, entry in settings.as_dict().items():
+        if name == "problems":
+            continue
+        value = entry["value"]
+        shown = ", ".join(value) + " (values hidden)" if name == "headers" and value else value
+        where = entry["source"] + (f" ({entry['origin']})" if entry["origin"] else "")
+        out.write(f"  {name:<27} {shown!s:<40} {where}\n")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(detected.items())) or "none (not in a pod)"
+    out.write(f"\nkubernetes resource: {shown}\n")
+    out.write(f"collector: {detail}\n")
+    for level, message in findings:
+        out.write(f"{level}: {message}\n")
+    out.write("\n" + ("broken: see the errors above\n" if broken else "ok\n"))
+    return 1 if broken else 0

@@ -1,0 +1,133 @@
+"""Packaging and small defects: --version, missing extras, doctor against what configure() does, LICENSE."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import k8s_otel
+from k8s_otel.cli.receiver import OTLPReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+
+# Makes a package look uninstalled, as it would be without its extra: what cannot be run here for
+# real, since the test environment has every extra installed.
+WITHOUT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    blocked = sys.argv[1].split(",")
+    class Uninstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == b or name.startswith(b + ".") for b in blocked):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+    sys.meta_path.insert(0, Uninstalled())
+    sys.argv = sys.argv[1:]
+    """
+)
+
+
+def run_without(
+    blocked: str, code: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT + textwrap.dedent(code), blocked, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**ENV, **(env or {})},
+    )
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "k8s_otel", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, f"k8s-otel {k8s_otel.__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("k8s_otel.webhook.flask", "flask", "flask"),
+        ("k8s_otel.instrumentation.kopf", "opentelemetry.instrumentation", "kopf"),
+        ("k8s_otel.instrumentation.kubernetes", "opentelemetry.instrumentation", "kubernetes"),
+    ],
+)
+def test_a_missing_extra_is_named(module: str, blocked: str, extra: str) -> None:
+    result = run_without(
+        blocked,
+        f"""
+        try:
+            import {module}
+        except ImportError as error:
+            print(type(error).__name__, error.name)
+            print(error)
+        """,
+    )
+    name, message = result.stdout.splitlines()
+    assert name.startswith("ModuleNotFoundError " + blocked)
+    assert message.endswith(f"needs the '{extra}' extra, pip install 'k8s-otel[{extra}]'")
+
+
+def test_the_fastapi_adapter_imports_without_fastapi() -> None:
+    # It only needs ASGI: any Starlette or FastAPI app the user has brings its own framework.
+    result = run_without("fastapi,starlette", "import k8s_otel.webhook.fastapi; print('ok')")
+    assert result.stdout == "ok\n", result.stderr
+
+
+def test_doctor_is_not_ok_for_http_protobuf_without_the_http_extra() -> None:
+    with OTLPReceiver(http_port=0) as receiver:  # something does listen on the port
+        result = run_without(
+            "opentelemetry.exporter.otlp.proto.http",
+            "from k8s_otel.cli import main; sys.exit(main(sys.argv[1:]))",
+            "doctor",
+            env={
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.http_port}",
+            },
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "collector: not checked: configure() would export nothing" in lines
+    assert any(
+        line.startswith("error: OTLP protocol http/protobuf") and "pip install 'k8s-otel[http]'" in line
+        for line in lines
+    )
+    assert lines[-1] == "broken: see the errors above"
+
+
+def test_doctor_is_ok_for_http_protobuf_with_the_extra() -> None:
+    with OTLPReceiver(http_port=0) as receiver:
+        result = subprocess.run(
+            [sys.executable, "-m", "k8s_otel", "doctor"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={
+                **ENV,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.http_port}",
+            },
+        )
+    assert result.returncode == 0, result.stdout
+    assert f"collector: TCP connection to 127.0.0.1:{receiver.http_port} established" in result.stdout
+
+
+def test_license_is_the_apache_2_text_pyproject_names() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text()
