@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_EXCERPT", "REDACTED", "excerpt", "looks_like_credential", "split_userinfo"]
+__all__ = [
+    "MAX_EXCERPT",
+    "REDACTED",
+    "excerpt",
+    "looks_like_credential",
+    "looks_like_token",
+    "split_userinfo",
+]
 
 MAX_EXCERPT = 40
 REDACTED = "<redacted>"
@@ -21,7 +28,9 @@ _CREDENTIAL_WORD = re.compile(
     r"bearer|basic\s|token|passw|secret|api[-_]?key|authoriz|credential|private|-----begin|\beyJ",
     re.IGNORECASE,
 )
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+_TOKEN_RUN = re.compile(
+    r"[A-Za-z0-9+=_-]{20,}"
+)  # not "/": paths are not keys, and long keys have long runs between
 
 
 def looks_like_credential(text: str) -> bool:
@@ -32,6 +41,21 @@ def looks_like_credential(text: str) -> bool:
         if any(c.isdigit() for c in run) and any(c.isalpha() for c in run):
             return True
     return False
+
+
+_NAME_TOKEN_RUN = re.compile(r"[A-Za-z0-9+=_]{16,}")
+
+
+def looks_like_token(name: str) -> bool:
+    """Whether a would-be header name is more likely pasted key material than a name.
+
+    Names such as ``x-api-key`` are words joined by dashes; base64 and hex keys are long runs
+    that mix letters and digits.
+    """
+    return any(
+        any(c.isdigit() for c in run) and any(c.isalpha() for c in run)
+        for run in _NAME_TOKEN_RUN.findall(name)
+    )
 
 
 def _escape(text: str) -> str:

@@ -93,7 +93,7 @@ def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
         endpoint=settings.grpc_target,
         insecure=settings.insecure.value,
         credentials=credentials,
-        headers=settings.headers.value or None,
+        headers=settings.header_pairs() or None,
         timeout=settings.timeout_millis.value / 1000.0,
         compression=grpc.Compression.Gzip
         if settings.compression.value == "gzip"
@@ -110,7 +110,7 @@ def _http_exporter(settings: EffectiveSettings) -> SpanExporter:
         certificate_file=settings.certificate.value or None,
         client_key_file=settings.client_key.value or None,
         client_certificate_file=settings.client_certificate.value or None,
-        headers=dict(settings.headers.value) or None,
+        headers=dict(settings.header_pairs()) or None,
         timeout=settings.timeout_millis.value / 1000.0,
         compression=Compression.Gzip if settings.compression.value == "gzip" else Compression.NoCompression,
     )
