@@ -647,5 +647,64 @@ def test_pyyaml_is_imported_only_when_a_file_is_read(tmp_path: Path) -> None:
         "handle.shutdown()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+# Go 1.26 net/url parseHost (issue 14): brackets only at the start of the host, only around an
+# IPv6 literal (checked with net/netip.ParseAddr, whose messages are Go's too).
+@pytest.mark.parametrize(
+    ("endpoint", "detail"),
+    [
+        ("[127.0.0.1]:4317", "invalid IP-literal"),
+        ("dns://[collector]:4317", 'invalid host: ParseAddr("collector"): unable to parse IP'),
+        ("a[b]:1", "invalid IP-literal"),
+        ("dns://x[::1]:1", "invalid IP-literal"),
+        ("[]:1", 'invalid host: ParseAddr(""): unable to parse IP'),
+        ("[1::2::3]:1", 'invalid host: ParseAddr("1::2::3"): multiple :: in address (at ":3")'),
+        (
+            "[12345::]:1",
+            'invalid host: ParseAddr("12345::"): each group must have 4 or less digits (at "12345::")',
+        ),
+        ("[1.2.3]:1", 'invalid host: ParseAddr("1.2.3"): IPv4 address too short'),
+        ("[01.2.3.4]:1", 'invalid host: ParseAddr("01.2.3.4"): IPv4 field has octet with leading zero'),
+        ("[fe80::1%25]:1", 'invalid host: ParseAddr("fe80::1%"): zone must be a non-empty string'),
+        ("[%25x]:1", 'invalid host: ParseAddr("%x"): missing IPv6 address'),
+        (
+            "[::1:2:3:4:5:6:7:8]:1",
+            'invalid host: ParseAddr("::1:2:3:4:5:6:7:8"): trailing garbage after address (at ":8")',
+        ),
+        (
+            "[1:2:3:4:5:6:7:8::]:1",
+            'invalid host: ParseAddr("1:2:3:4:5:6:7:8::"): the :: must expand to at least one field of zeros',
+        ),
+        ("[1:2]:1", 'invalid host: ParseAddr("1:2"): address string too short'),
+        ("[1.2.3.4:5]:1", 'invalid host: ParseAddr("1.2.3.4:5"): unexpected character (at ":5")'),
+        ("[::1.2.3.256]:1", 'invalid host: ParseAddr("::1.2.3.256"): IPv4 field has value >255'),
+        (
+            "[1:1.2.3.4]:1",
+            'invalid host: ParseAddr("1:1.2.3.4"): embedded IPv4 address must replace the final 2 fields of the address (at "1.2.3.4")',
+        ),
+    ],
+)
+def test_go_1_26_bracketed_hosts(endpoint: str, detail: str) -> None:
+    url = endpoint if "//" in endpoint else "dns://" + endpoint
+    assert validate_tracing_configuration(TracingConfiguration(endpoint=endpoint)) == [
+        f'endpoint: Invalid value: "{url}": parse "{url}": {detail}'
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["[::1]:4317", "[fe80::1%25en0]:4317", "[::ffff:127.0.0.1]:4317", "dns://[2001:db8::1]:4317", "[::]:1"],
+)
+def test_go_1_26_accepts_ipv6_literals(endpoint: str) -> None:
+    assert validate_tracing_configuration(TracingConfiguration(endpoint=endpoint)) == []
+
+
+def test_go_1_26_strict_colons_only_for_http() -> None:
+    assert _gourl.parse("dns://a:1:2").host == "a:1:2"  # other schemes: the last colon is the port
+    with pytest.raises(_gourl.GoURLError, match=r'^parse "http://a:1:2": invalid port ":1:2" after host$'):
+        _gourl.parse("http://a:1:2")
