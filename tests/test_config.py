@@ -674,7 +674,11 @@ def test_pyyaml_is_imported_only_when_a_file_is_read(tmp_path: Path) -> None:
         ("[%25x]:1", 'invalid host: ParseAddr("%x"): missing IPv6 address'),
         (
             "[::1:2:3:4:5:6:7:8]:1",
-            'invalid host: ParseAddr("::1:2:3:4:5:6:7:8"): trailing garbage after address (at ":8")',
+            'invalid host: ParseAddr("::1:2:3:4:5:6:7:8"): the :: must expand to at least one field of zeros',
+        ),
+        (
+            "[1:2:3:4:5:6:7:8:9]:1",
+            'invalid host: ParseAddr("1:2:3:4:5:6:7:8:9"): trailing garbage after address (at ":9")',
         ),
         (
             "[1:2:3:4:5:6:7:8::]:1",
