@@ -678,7 +678,7 @@ def test_pyyaml_is_imported_only_when_a_file_is_read(tmp_path: Path) -> None:
         ),
         (
             "[1:2:3:4:5:6:7:8:9]:1",
-            'invalid host: ParseAddr("1:2:3:4:5:6:7:8:9"): trailing garbage after address (at ":9")',
+            'invalid host: ParseAddr("1:2:3:4:5:6:7:8:9"): trailing garbage after address (at "9")',
         ),
         (
             "[1:2:3:4:5:6:7:8::]:1",
