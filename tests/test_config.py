@@ -712,3 +712,10 @@ def test_go_1_26_strict_colons_only_for_http() -> None:
     assert _gourl.parse("dns://a:1:2").host == "a:1:2"  # other schemes: the last colon is the port
     with pytest.raises(_gourl.GoURLError, match=r'^parse "http://a:1:2": invalid port ":1:2" after host$'):
         _gourl.parse("http://a:1:2")
+
+
+def test_loading_drops_userinfo_from_a_valid_endpoint(tmp_path: Path) -> None:
+    path = write(tmp_path, f"{HEADER}endpoint: dns://u:{CANARY}@collector:4317\n")
+    config = load_tracing_configuration(path)
+    assert (config.endpoint, config.userinfo_dropped) == ("dns://collector:4317", True)
+    assert CANARY not in repr(config)

@@ -9,6 +9,7 @@ like kube-apiserver's (kubernetes/apiserver ``pkg/server/options/tracing.go``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -64,6 +65,8 @@ class TracingConfiguration:
     endpoint: Optional[str] = None
     sampling_rate_per_million: Optional[int] = None
     field_path: Optional[str] = field(default=None, compare=False)
+    userinfo_dropped: bool = field(default=False, compare=False)
+    """``load_tracing_configuration`` dropped a ``user:password@`` from the endpoint (never shown)."""
 
 
 class TracingConfigurationError(ValueError):
@@ -336,6 +339,8 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
     """Read, decode strictly and validate a TracingConfiguration or KubeletConfiguration file.
 
     An empty file gives an empty configuration. Any problem raises TracingConfigurationError.
+    Userinfo in a valid endpoint is dropped (``userinfo_dropped``), so nothing that prints the
+    result can show it.
     """
     path = os.fspath(path)
     if path == "":
@@ -349,6 +354,10 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
             errors=tuple(errors),
             reason="validate",
         )
+    if config.endpoint is not None:
+        endpoint, had_userinfo = split_userinfo(config.endpoint)
+        if had_userinfo:  # credentials go in headers; the endpoint is printed in many places
+            config = dataclasses.replace(config, endpoint=endpoint, userinfo_dropped=True)
     return config
 
 

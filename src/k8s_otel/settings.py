@@ -404,6 +404,8 @@ def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[s
     """
     setting = _chosen_endpoint(r, argument, protocol)
     stripped, had_userinfo = split_userinfo(setting.value)
+    if setting.source == "file" and r.config is not None and r.config.userinfo_dropped:
+        had_userinfo = True  # the loader already dropped it
     if had_userinfo:
         setting = Setting(stripped, setting.source, setting.origin)
         r.problem(
