@@ -412,3 +412,8 @@ def test_a_fifo_in_place_of_a_pod_file_never_blocks(tmp_path: Path) -> None:
         environ={**IN_POD, "POD_NAME": "web-0"}, root=tmp_path, downward_api_dir=podinfo
     ).detect()
     assert dict(attributes.attributes) == {"k8s.pod.name": "web-0"}
+
+
+def test_extra_env_names_the_user_configured_are_a_kubernetes_signal() -> None:
+    attributes = detect("laptop", {"MY_POD": "web-0"}, env_names={"MY_POD": "k8s.pod.name"})
+    assert attributes["k8s.pod.name"] == "web-0"
