@@ -73,7 +73,7 @@ class _HTTPReceiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_receiver() -> Iterator[tuple[int, list[tuple[dict[str, str], ExportTraceServiceRequest]]]]:
-    handler = type("Handler", (_HTTPReceiver,), {"received": []})
+    handler: type[_HTTPReceiver] = type("Handler", (_HTTPReceiver,), {"received": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
