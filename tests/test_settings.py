@@ -649,3 +649,13 @@ def test_generated_environments_never_raise_and_never_show_a_credential(
     s = resolve_settings(environ=environ)
     assert CANARY not in shown_everywhere(s)
     assert CANARY not in s.grpc_target
+
+
+def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None:
+    from k8s_otel.exporter import _read
+
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(fifo)})
+    assert "does not exist or is not a file" in s.problems[0]
+    assert _read(str(fifo)) is None  # returns at once instead of waiting for a writer

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from k8s_otel._files import read_regular_file
 from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
@@ -70,11 +71,10 @@ class ForkSafeExporter(SpanExporter):
 def _read(path: Optional[str]) -> Optional[bytes]:
     if not path:
         return None
-    try:
-        with open(path, "rb") as file:
-            return file.read(1 << 20)
+    try:  # a FIFO or a device never blocks the export thread
+        return read_regular_file(path, 1 << 20)[: 1 << 20]
     except OSError as error:
-        _logger.error("cannot read TLS file %s: %s", path, error.strerror or error)
+        _logger.error("cannot read TLS file %s: %s", path, error.strerror or type(error).__name__)
         return None
 
 
