@@ -472,6 +472,8 @@ def test_errors_quote_at_most_40_escaped_characters_of_the_file() -> None:
         f"apiVersion: {CANARY}\nkind: X\n",
         "apiVersion: v1\nkind: Bearer abc\n",
         f"{HEADER}endpoint: !{CANARY} x\n",
+        f"{HEADER}endpoint: !a'{CANARY} x\n",
+        f"{HEADER}endpoint: !<tag:{CANARY}> x\n",
         f"{HEADER}endpoint: [{CANARY}\n",
         f"{HEADER}token: {CANARY} [\n",
         f"{HEADER}endpoint: {CANARY}\nendpoint: x\n",
@@ -577,6 +579,8 @@ _TAGS = st.sampled_from(
         "!!python/tuple ",
         "!local ",
         f"!{CANARY} ",
+        f"!a'{CANARY} ",
+        f"!<x:{CANARY}> ",
         "!<tag:yaml.org,2002:int> ",
     ]
 )

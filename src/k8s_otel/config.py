@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 from k8s_otel import _gourl
 from k8s_otel._files import NotRegularFileError, read_regular_file
-from k8s_otel._redact import REDACTED, excerpt, looks_like_credential, split_userinfo
+from k8s_otel._redact import MAX_EXCERPT, REDACTED, excerpt, looks_like_credential, split_userinfo
 
 __all__ = [
     "APISERVER_API_VERSIONS",
@@ -196,12 +196,17 @@ def _line(text: Union[str, bytes], number: int) -> Optional[str]:
 
 
 def _excerpt_quotes(phrase: str) -> str:
-    """PyYAML's phrase with every quoted part (a tag, a character) bounded and credential-checked."""
-
-    def bound(quoted: str) -> str:
-        return "'" + excerpt(quoted[1:-1]) + "'"
-
-    return re.sub(r"'[^']*'", lambda match: bound(match.group(0)), " ".join(phrase.split()))
+    """PyYAML's phrase, word by word: each quoted part (a tag, a character) bounded and escaped,
+    and any word that looks like a credential replaced, however PyYAML quoted it."""
+    words = []
+    for word in phrase.split():
+        if looks_like_credential(word):
+            words.append(REDACTED)
+        elif len(word) > MAX_EXCERPT or not word.isprintable():
+            words.append(excerpt(word))
+        else:
+            words.append(word)
+    return " ".join(words)
 
 
 def _json_kind(value: object) -> str:
