@@ -599,12 +599,11 @@ def _flow(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 
 _NODES = st.recursive(
-    st.tuples(_TAGS, _SCALARS).map("".join),
+    st.one_of(st.tuples(_TAGS, _SCALARS).map("".join), st.sampled_from(["*a", "*b", f"*{CANARY}"])),
     lambda children: st.one_of(
         _flow(children),
         st.tuples(_TAGS, _flow(children)).map("".join),
         st.tuples(st.sampled_from(["&a ", "&b ", f"&{CANARY} "]), children).map("".join),
-        st.sampled_from(["*a", "*b", f"*{CANARY}"]),
     ),
     max_leaves=12,
 )
