@@ -286,3 +286,112 @@ def test_resource_formatting() -> None:
 def test_arbitrary_urls_never_raise_from_span_name(method: str, path: str, query: str) -> None:
     name = span_name(method, path, query)
     assert name == method or name.startswith(method + " /")
+
+
+# requestinfo_test.go, TestSelectorParsing (kubernetes master), row for row.
+@pytest.mark.parametrize(
+    ("method", "url", "name", "verb", "field_selector", "label_selector"),
+    [
+        ("GET", "/apis/group/version/resource", "", "list", "", ""),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1",
+            "name1",
+            "list",
+            "metadata.name=name1",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?watch=true&fieldSelector=metadata.name=name1",
+            "name1",
+            "watch",
+            "metadata.name=name1",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=foo=bar&labelSelector=baz=qux",
+            "",
+            "list",
+            "foo=bar",
+            "baz=qux",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo",
+            "",
+            "list",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=true",
+            "",
+            "watch",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=false",
+            "",
+            "list",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "DELETE",
+            "/apis/group/version/resource?fieldSelector=foo=bar&labelSelector=baz=qux",
+            "",
+            "deletecollection",
+            "foo=bar",
+            "baz=qux",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=foo&fieldSelector=metadata.name=bar"
+            "&labelSelector=foo=bar&labelSelector=foo=baz",
+            "foo",
+            "list",
+            "metadata.name=foo",
+            "foo=bar",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource/name?fieldSelector=foo=bar&labelSelector=foo=bar",
+            "name",
+            "get",
+            "",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/watch/resource?fieldSelector=metadata.name=foo&labelSelector=foo=bar",
+            "",
+            "watch",
+            "",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/watch/resource/name?fieldSelector=metadata.name=foo&labelSelector=foo=bar",
+            "name",
+            "watch",
+            "",
+            "",
+        ),
+    ],
+)
+def test_upstream_selector_parsing_rows(
+    method: str, url: str, name: str, verb: str, field_selector: str, label_selector: str
+) -> None:
+    path, _, query = url.partition("?")
+    info = parse_request_info(method, path, query)
+    assert (info.name, info.verb, info.field_selector, info.label_selector) == (
+        name,
+        verb,
+        field_selector,
+        label_selector,
+    )
