@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -465,6 +466,7 @@ def test_header_values_are_hidden_by_str_repr_asdict_list_and_indexing() -> None
     assert isinstance(value, HeaderValue) and value.reveal() == f"Bearer {CANARY}"
     assert CANARY not in shown_everywhere(s)
     assert str(value) == "<redacted>" and f"{value:>10}" == "<redacted>"
+    assert copy.copy(value) is value and copy.deepcopy(value) is value
     assert dataclasses.asdict(s)["headers"]["value"][0][1] == f"Bearer {CANARY}"  # equal, and still hidden
     assert CANARY not in repr(dataclasses.asdict(s)["headers"]["value"][0][1])
 
