@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
-from opentelemetry.util.re import parse_env_headers
-
-from k8s_otel._redact import REDACTED, excerpt, looks_like_token, split_userinfo
+from k8s_otel._headers import (
+    HeaderPairs,
+    HeadersInput,
+    HeaderValue,
+    RedactedHeaders,
+    normalise_headers,
+    parse_headers,
+)
+from k8s_otel._redact import excerpt, split_userinfo
 from k8s_otel.config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
 from k8s_otel.sampling import parse_samples_per_million, validate_samples_per_million
 
@@ -40,7 +46,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-HeadersInput = Union[str, Mapping[str, str], Sequence[tuple[str, str]]]
 
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SAMPLER_NAME = "k8s_per_million"
@@ -61,57 +66,6 @@ class Setting(Generic[T]):
 
     def describe(self) -> str:
         return f"{self.source} ({self.origin})" if self.origin else self.source
-
-
-class HeaderValue:
-    """An OTLP header value: a credential. ``str``, ``repr``, formatting and copies never show it.
-
-    ``reveal()`` is for the exporter only. Not a ``str`` subclass, so no string operation
-    (slicing, ``+``, ``%``, f-strings, ``json.dumps``) can leak it by accident.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"HeaderValue({REDACTED!r})"
-
-    def __str__(self) -> str:
-        return REDACTED
-
-    def __format__(self, spec: str) -> str:
-        return REDACTED
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, HeaderValue):
-            return self._value == other._value
-        if isinstance(other, str):
-            return self._value == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __copy__(self) -> HeaderValue:
-        return self
-
-    def __deepcopy__(self, memo: object) -> HeaderValue:
-        return self  # ``dataclasses.asdict`` deep-copies leaves: the copy must stay redacted
-
-
-HeaderPairs = tuple[tuple[str, HeaderValue], ...]
-
-
-class _RedactedHeaders(tuple):  # type: ignore[type-arg]
-    """Header pairs whose repr shows the names only: values are credentials."""
-
-    def __repr__(self) -> str:
-        return "(" + ", ".join(f"({name!r}, {value!r})" for name, value in self) + ")"
 
 
 @dataclass(frozen=True)
@@ -232,112 +186,6 @@ class _Resolver:
     def file_value(self, name: str) -> Any:
         """A field of the TracingConfiguration file, or None when there is no file or no such field."""
         return getattr(self.config, name) if self.config is not None else None
-
-
-# --- headers: the one place header text is parsed and checked -------------------------------------
-
-# RFC 9110 ``tchar``: the characters of a header name (the SDK's ``_KEY_FORMAT`` is the same set).
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# What the SDK's liberal pattern takes unencoded in an env value: printable ASCII but ``"``, ``,``,
-# ``;`` and ``\\``. An entry outside it would make ``parse_env_headers`` log the entry, value and all.
-_UNENCODED_VALUE = frozenset(chr(c) for c in range(0x20, 0x7F)) - frozenset('",;\\')
-
-
-def _valid_name(name: str) -> bool:
-    return bool(name) and all(c in _TCHAR for c in name) and not looks_like_token(name)
-
-
-def _value_problem(value: str) -> Optional[str]:
-    """Why ``value`` cannot be sent, or None. gRPC metadata and HTTP fields both take printable ASCII."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        return "the value holds a control character (a newline read from a file?)"
-    if not value.isascii():
-        return "the value holds a character that is not ASCII, which gRPC metadata cannot carry"
-    return None
-
-
-def _checked(where: str, name: str, value: str, problems: Optional[list[str]]) -> Optional[HeaderValue]:
-    value = value.strip()
-    trouble = _value_problem(value)
-    if trouble is None:
-        return HeaderValue(value)
-    if problems is not None:
-        problems.append(f"{where}: header {name!r}: {trouble}; skipped (the value is not shown)")
-    return None
-
-
-def parse_headers(
-    text: str, problems: Optional[list[str]] = None, origin: str = "OTEL_EXPORTER_OTLP_HEADERS"
-) -> HeaderPairs:
-    """Parse ``OTEL_EXPORTER_OTLP_HEADERS``: ``name=value`` pairs, comma separated, percent-encoded.
-
-    Each entry is checked before the SDK's ``parse_env_headers`` decodes it, and its decoded value
-    after: a bad entry is skipped and reported by its position, and by its name only when the name
-    is a valid header token; a value is never shown. An entry without ``=`` right after a header
-    means that header's value held a raw comma: both are skipped, never sent as two headers.
-    """
-
-    def report(message: str) -> None:
-        if problems is not None:
-            problems.append(f"{origin}: {message}")
-
-    pairs: list[tuple[int, str, HeaderValue]] = []
-    previous_ok: Optional[tuple[int, str]] = None
-    for position, item in enumerate(text.split(","), start=1):
-        entry = item.strip(" \t")
-        if not entry:
-            previous_ok = None
-            continue
-        name_text, equals, raw_value = entry.partition("=")
-        name_text, raw_value = name_text.strip(" \t"), raw_value.strip(" \t")
-        if not equals and previous_ok is not None:
-            previous_position, previous_name = previous_ok
-            pairs = [pair for pair in pairs if pair[0] != previous_position]
-            report(
-                f"entry {position} has no '=': if it is the rest of the value of header {previous_name!r} "
-                f"(entry {previous_position}), that value holds a comma, which must be percent-encoded as %2C; "
-                "both skipped"
-            )
-            previous_ok = None
-            continue
-        previous_ok = None
-        if not equals or not _valid_name(name_text) or not raw_value or raw_value.startswith("="):
-            hint = " (it looks like 'Name: value'; write name=value)" if ":" in name_text else ""
-            report(f"entry {position} is not a valid name=value pair{hint}; skipped")
-            continue
-        name = name_text.lower()
-        trouble = _value_problem(raw_value)
-        if trouble is None and not set(raw_value) <= _UNENCODED_VALUE:
-            trouble = "the value holds '\"', ';' or '\\\\', which must be percent-encoded"
-        if trouble is not None:
-            report(f"header {name!r} (entry {position}): {trouble}; skipped (the value is not shown)")
-            continue
-        decoded = parse_env_headers(f"{name}={raw_value}", liberal=True).get(name)
-        value = _checked(f"{origin}", name, decoded, problems) if decoded is not None else None
-        if value is None:
-            continue
-        pairs.append((position, name, value))
-        previous_ok = (position, name)
-    return tuple((name, value) for _, name, value in pairs)
-
-
-def _normalise_headers(headers: HeadersInput, problems: list[str]) -> HeaderPairs:
-    """A ``headers`` argument: a string is parsed as the env var is; pairs are checked, never split."""
-    if isinstance(headers, str):
-        return parse_headers(headers, problems, origin="headers argument")
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    pairs: list[tuple[str, HeaderValue]] = []
-    for position, (raw_name, raw_value) in enumerate(items, start=1):
-        name = str(raw_name).strip()
-        if not _valid_name(name):
-            problems.append(
-                f"headers argument: header {position} has a name that is not a header token; skipped"
-            )
-            continue
-        value = _checked("headers argument", name.lower(), str(raw_value), problems)
-        if value is not None:
-            pairs.append((name.lower(), value))
-    return tuple(pairs)
 
 
 # --- one resolver per setting, in the order of the README's table ---------------------------------
@@ -489,11 +337,11 @@ def _http_endpoint(r: _Resolver, endpoint: Setting[str], protocol: Setting[str])
 def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[HeaderPairs]:
     """Argument, then ``..._TRACES_HEADERS``, then ``OTEL_EXPORTER_OTLP_HEADERS``; values checked and hidden."""
     if argument is not None:
-        return Setting(_RedactedHeaders(_normalise_headers(argument, r.problems)), "argument")
+        return Setting(RedactedHeaders(normalise_headers(argument, r.problems)), "argument")
     text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
     if text is None:
-        return Setting(_RedactedHeaders(()), "default")
-    return Setting(_RedactedHeaders(parse_headers(text, r.problems, origin=name)), "env", name)
+        return Setting(RedactedHeaders(()), "default")
+    return Setting(RedactedHeaders(parse_headers(text, r.problems, origin=name)), "env", name)
 
 
 def _resolve_timeout(r: _Resolver) -> Setting[float]:
