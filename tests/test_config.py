@@ -398,3 +398,327 @@ def test_go_url_parse_never_raises_anything_else(text: str) -> None:
         _gourl.parse(text)
     except _gourl.GoURLError as error:
         assert str(error).startswith("parse ")
+
+
+# Hostile files (issue 11): whatever is in the file, the only outcome is a TracingConfiguration or a
+# TracingConfigurationError that quotes nothing long and nothing that looks like a credential.
+
+CANARY = "c2VjcmV0LWNhbmFyeS0xMjM0NTY3ODkw"  # base64 of a secret: what a pasted token looks like
+HEADER = "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            "samplingRatePerMillion: 2001-13-45\n",
+            "line 3, column 25 cannot be decoded (PyYAML raised ValueError)",
+        ),
+        ("samplingRatePerMillion: !!int x\n", "cannot be decoded (PyYAML raised ValueError)"),
+        ("? !!set {a}\n: 1\n", "found unhashable key at line 3, column 3"),
+        ("samplingRatePerMillion: " + "9" * 5000 + "\n", "unable to decode tracing configuration data: "),
+        ("endpoint: !!binary x\n", "failed to decode base64 data"),
+        ("endpoint: !!timestamp x\n", "cannot be decoded"),
+        ("endpoint: !!python/object:os.system x\n", "could not determine a constructor for the tag"),
+        ("a: *undefined\n", "found undefined alias at line 3, column 4"),
+    ],
+)
+def test_pyyaml_constructor_failures_become_configuration_errors(text: str, needle: str) -> None:
+    with pytest.raises(TracingConfigurationError) as error:
+        parse_tracing_configuration(HEADER + text)
+    assert needle in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[" * 100_000, "nesting"),
+        ("a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 200)), "nesting deeper than 32 levels"),
+        ("---\n" * 200_000, "more than 16 YAML documents"),
+        ("a: &a [x]\nb: [" + ", ".join(["*a"] * 80_000) + "]\n", "more than 64 YAML aliases"),
+        ("endpoint: " + "x" * ((1 << 20) - 20), "a value longer than 16384 characters at line 1, column 11"),
+        ("".join(f"k{i}: v\n" for i in range(60_000)), "more than 20000 YAML nodes"),
+    ],
+)
+def test_costly_files_are_refused_by_the_limits(text: str, needle: str) -> None:
+    assert len(text.encode()) <= 1 << 20
+    with pytest.raises(TracingConfigurationError) as error:
+        parse_tracing_configuration(text)
+    assert needle in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+def test_errors_quote_at_most_40_escaped_characters_of_the_file() -> None:
+    long_kind = "K" * 1_000_000
+    with pytest.raises(TracingConfigurationError) as error:
+        parse_tracing_configuration(f"apiVersion: v1\nkind: {long_kind[:16000]}\n")
+    assert 'no kind "KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK..." is registered for version "v1"' in str(
+        error.value
+    )
+    with pytest.raises(TracingConfigurationError) as error:
+        parse_tracing_configuration(HEADER + "".join(f"field{i}: 1\n" for i in range(100)))
+    assert str(error.value).endswith('unknown field "field4", and 95 more unknown fields')
+    with pytest.raises(TracingConfigurationError) as error:
+        parse_tracing_configuration("a: [\x1b[31m\n")
+    assert "\x1b" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{HEADER}{CANARY}: 1\n",
+        f"apiVersion: v1\nkind: {CANARY}\n",
+        f"apiVersion: {CANARY}\nkind: X\n",
+        "apiVersion: v1\nkind: Bearer abc\n",
+        f"{HEADER}endpoint: !{CANARY} x\n",
+        f"{HEADER}endpoint: !a'{CANARY} x\n",
+        f"{HEADER}endpoint: !<tag:{CANARY}> x\n",
+        f"{HEADER}endpoint: [{CANARY}\n",
+        f"{HEADER}token: {CANARY} [\n",
+        f"{HEADER}endpoint: {CANARY}\nendpoint: x\n",
+        f"{HEADER}{CANARY}: 1\n{CANARY}: 2\n",
+        f"{HEADER}endpoint: http://user:{CANARY}@host:4317\n",
+        f"{HEADER}endpoint: dns://{CANARY}:4317/%zz\n",
+        f"{HEADER}endpoint: {CANARY}:abc\n",
+    ],
+)
+def test_errors_never_show_a_value_that_looks_like_a_credential(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(TracingConfigurationError) as error:
+        load_tracing_configuration(path)
+    assert CANARY not in str(error.value) and "Bearer" not in str(error.value)
+    assert CANARY not in " ".join(error.value.errors)
+
+
+def test_userinfo_in_a_file_endpoint_is_hidden_in_validation_errors() -> None:
+    errors = validate_tracing_configuration(TracingConfiguration(endpoint="http://user:pw@host:4317"))
+    assert errors == [
+        'endpoint: Invalid value: "http://<redacted>@host:4317": ' + SCHEME_DETAIL.format("http")
+    ]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(TracingConfigurationError) as error:
+        load_tracing_configuration(fifo)
+    assert str(error.value) == (
+        f'unable to read tracing configuration from "{fifo}": read {fifo}: not a regular file (a FIFO, socket or device)'
+    )
+    assert error.value.reason == "read"
+
+
+def test_a_device_is_refused_without_reading_it() -> None:
+    with pytest.raises(TracingConfigurationError, match="not a regular file"):
+        load_tracing_configuration("/dev/zero")
+
+
+def test_a_nul_byte_in_the_path_is_a_read_error() -> None:
+    with pytest.raises(TracingConfigurationError, match="unable to read tracing configuration"):
+        load_tracing_configuration("bad\x00path")
+
+
+# A grammar of YAML: tokens, tags, anchors, aliases, flow and block nesting, documents, and the
+# canary in every position. Whatever comes out, nothing but TracingConfigurationError is raised and
+# the canary never appears in a message.
+_SCALARS = st.sampled_from(
+    [
+        "x",
+        "1",
+        "-1",
+        "2001-13-45",
+        "2001-01-01",
+        "1e999",
+        ".nan",
+        "0x1f",
+        "0o17",
+        "~",
+        "null",
+        "true",
+        "yes",
+        "''",
+        '""',
+        "'a''b'",
+        '"\\x00"',
+        '"\\ud800"',
+        "9" * 400,
+        CANARY,
+        f"Bearer {CANARY}",
+        "localhost:4317",
+        "http://u:" + CANARY + "@h:1",
+        "[::1]:1",
+        "=",
+        "<<",
+        "TracingConfiguration",
+        "apiserver.config.k8s.io/v1",
+        "\t",
+        "%",
+        "@",
+        "`",
+        "|",
+        ">",
+    ]
+)
+_TAGS = st.sampled_from(
+    [
+        "",
+        "!!int ",
+        "!!float ",
+        "!!bool ",
+        "!!null ",
+        "!!str ",
+        "!!binary ",
+        "!!timestamp ",
+        "!!set ",
+        "!!omap ",
+        "!!pairs ",
+        "!!map ",
+        "!!seq ",
+        "!!merge ",
+        "!!python/tuple ",
+        "!local ",
+        f"!{CANARY} ",
+        f"!a'{CANARY} ",
+        f"!<x:{CANARY}> ",
+        "!<tag:yaml.org,2002:int> ",
+    ]
+)
+_KEYS = st.sampled_from(
+    ["apiVersion", "kind", "endpoint", "samplingRatePerMillion", "tracing", CANARY, "? x", "<<", "1"]
+)
+
+
+def _flow(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(_KEYS, children), max_size=4).map(
+            lambda pairs: "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+        ),
+    )
+
+
+_NODES = st.recursive(
+    st.one_of(st.tuples(_TAGS, _SCALARS).map("".join), st.sampled_from(["*a", "*b", f"*{CANARY}"])),
+    lambda children: st.one_of(
+        _flow(children),
+        st.tuples(_TAGS, _flow(children)).map("".join),
+        st.tuples(st.sampled_from(["&a ", "&b ", f"&{CANARY} "]), children).map("".join),
+    ),
+    max_leaves=12,
+)
+_LINES = st.lists(
+    st.one_of(
+        st.tuples(_KEYS, _NODES).map(lambda kv: f"{kv[0]}: {kv[1]}"),
+        st.tuples(_KEYS, _NODES).map(lambda kv: f"  {kv[0]}: {kv[1]}"),
+        _NODES.map(lambda node: f"- {node}"),
+        st.sampled_from(
+            ["---", "...", "%YAML 1.1", "%TAG ! tag:x,2000:", "#" + CANARY, "key: |", "  " + CANARY]
+        ),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.booleans(), _LINES)
+def test_generated_yaml_raises_only_the_documented_error(with_header: bool, lines: list[str]) -> None:
+    text = (HEADER if with_header else "") + "\n".join(lines)
+    try:
+        config = parse_tracing_configuration(text)
+    except TracingConfigurationError as error:
+        message = str(error)
+        assert message.startswith("unable to decode tracing configuration data: ")
+        assert CANARY not in message and "\n" not in message
+        return
+    errors = validate_tracing_configuration(config, field_path=config.field_path)
+    assert all(CANARY not in error for error in errors)
+
+
+def test_pyyaml_is_imported_only_when_a_file_is_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\n")
+    code = (
+        "import sys, k8s_otel\n"
+        "handle = k8s_otel.configure(install=False)\n"
+        "print('yaml' in sys.modules)\n"
+        "handle.shutdown()\n"
+        f"handle = k8s_otel.configure(install=False, config_file={str(path)!r})\n"
+        "print('yaml' in sys.modules)\n"
+        "handle.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+# Go 1.26 net/url parseHost (issue 14): brackets only at the start of the host, only around an
+# IPv6 literal (checked with net/netip.ParseAddr, whose messages are Go's too).
+@pytest.mark.parametrize(
+    ("endpoint", "detail"),
+    [
+        ("[127.0.0.1]:4317", "invalid IP-literal"),
+        ("dns://[collector]:4317", 'invalid host: ParseAddr("collector"): unable to parse IP'),
+        ("a[b]:1", "invalid IP-literal"),
+        ("dns://x[::1]:1", "invalid IP-literal"),
+        ("[]:1", 'invalid host: ParseAddr(""): unable to parse IP'),
+        ("[1::2::3]:1", 'invalid host: ParseAddr("1::2::3"): multiple :: in address (at ":3")'),
+        (
+            "[12345::]:1",
+            'invalid host: ParseAddr("12345::"): each group must have 4 or less digits (at "12345::")',
+        ),
+        ("[1.2.3]:1", 'invalid host: ParseAddr("1.2.3"): IPv4 address too short'),
+        ("[01.2.3.4]:1", 'invalid host: ParseAddr("01.2.3.4"): IPv4 field has octet with leading zero'),
+        ("[fe80::1%25]:1", 'invalid host: ParseAddr("fe80::1%"): zone must be a non-empty string'),
+        ("[%25x]:1", 'invalid host: ParseAddr("%x"): missing IPv6 address'),
+        (
+            "[::1:2:3:4:5:6:7:8]:1",
+            'invalid host: ParseAddr("::1:2:3:4:5:6:7:8"): the :: must expand to at least one field of zeros',
+        ),
+        (
+            "[1:2:3:4:5:6:7:8:9]:1",
+            'invalid host: ParseAddr("1:2:3:4:5:6:7:8:9"): trailing garbage after address (at "9")',
+        ),
+        (
+            "[1:2:3:4:5:6:7:8::]:1",
+            'invalid host: ParseAddr("1:2:3:4:5:6:7:8::"): the :: must expand to at least one field of zeros',
+        ),
+        ("[1:2]:1", 'invalid host: ParseAddr("1:2"): address string too short'),
+        ("[1.2.3.4:5]:1", 'invalid host: ParseAddr("1.2.3.4:5"): unexpected character (at ":5")'),
+        ("[::1.2.3.256]:1", 'invalid host: ParseAddr("::1.2.3.256"): IPv4 field has value >255'),
+        (
+            "[1:1.2.3.4]:1",
+            'invalid host: ParseAddr("1:1.2.3.4"): embedded IPv4 address must replace the final 2 fields of the address (at "1.2.3.4")',
+        ),
+    ],
+)
+def test_go_1_26_bracketed_hosts(endpoint: str, detail: str) -> None:
+    url = endpoint if "//" in endpoint else "dns://" + endpoint
+    assert validate_tracing_configuration(TracingConfiguration(endpoint=endpoint)) == [
+        f'endpoint: Invalid value: "{url}": parse "{url}": {detail}'
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["[::1]:4317", "[fe80::1%25en0]:4317", "[::ffff:127.0.0.1]:4317", "dns://[2001:db8::1]:4317", "[::]:1"],
+)
+def test_go_1_26_accepts_ipv6_literals(endpoint: str) -> None:
+    assert validate_tracing_configuration(TracingConfiguration(endpoint=endpoint)) == []
+
+
+def test_go_1_26_strict_colons_only_for_http() -> None:
+    assert _gourl.parse("dns://a:1:2").host == "a:1:2"  # other schemes: the last colon is the port
+    with pytest.raises(_gourl.GoURLError, match=r'^parse "http://a:1:2": invalid port ":1:2" after host$'):
+        _gourl.parse("http://a:1:2")
+
+
+def test_loading_drops_userinfo_from_a_valid_endpoint(tmp_path: Path) -> None:
+    path = write(tmp_path, f"{HEADER}endpoint: dns://u:{CANARY}@collector:4317\n")
+    config = load_tracing_configuration(path)
+    assert (config.endpoint, config.userinfo_dropped) == ("dns://collector:4317", True)
+    assert CANARY not in repr(config)

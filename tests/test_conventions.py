@@ -153,11 +153,31 @@ def test_bad_watch_and_proxy_urls_are_errors() -> None:
         ),
         ("fieldSelector=metadata.name=x&limit=abc", "list", "", "metadata.name=x"),
         ("labelSelector=app%3Dweb", "list", "", ""),
+        # fields.ParseSelector skips empty terms and sorts the rest before RequiresExactMatch (issue 14).
+        ("fieldSelector=metadata.name=foo,", "list", "foo", "metadata.name=foo,"),
+        ("fieldSelector=,metadata.name=foo,,", "list", "foo", ",metadata.name=foo,,"),
+        ("fieldSelector=metadata.name=b,metadata.name=a", "list", "a", "metadata.name=b,metadata.name=a"),
+        ("fieldSelector=metadata.name=b,metadata.name==a", "list", "a", "metadata.name=b,metadata.name==a"),
+        ("fieldSelector=metadata.name!=a,metadata.name=b", "list", "b", "metadata.name!=a,metadata.name=b"),
+        ("fieldSelector=metadata.name=a%5C,b", "list", "a,b", "metadata.name=a\\,b"),
+        ("fieldSelector=metadata.name=a=b", "list", "", "metadata.name=a=b"),
+        ("fieldSelector=metadata.name=a%5Cx", "list", "", "metadata.name=a\\x"),
+        ("fieldSelector=metadata.name=a%5C", "list", "", "metadata.name=a\\"),
+        ("fieldSelector=,", "list", "", ","),
     ],
 )
 def test_selector_parsing(query: str, verb: str, name: str, field_selector: str) -> None:
     info = parse_request_info("GET", "/api/v1/pods", query)
     assert (info.verb, info.name, info.field_selector) == (verb, name, field_selector)
+
+
+@pytest.mark.parametrize("method", ["get", "post", "Put", "patch", "delete", "head", "OPTIONS", "BREW"])
+def test_a_method_go_does_not_know_gives_no_verb(method: str) -> None:
+    # RequestInfoFactory switches on req.Method as sent: only the upper-case names map to verbs.
+    info = parse_request_info(method, "/api/v1/namespaces/ns/pods/foo")
+    assert (info.is_resource_request, info.verb, info.name) == (True, "", "foo")
+    collection = parse_request_info(method, "/api/v1/pods", "fieldSelector=metadata.name=foo")
+    assert (collection.verb, collection.name) == ("", "")
 
 
 def test_label_selector_is_kept_for_lists() -> None:
@@ -200,6 +220,8 @@ def test_label_selector_is_kept_for_lists() -> None:
             "GET /api/v1/namespaces/{:namespace}/pods/{:name}/proxy",
         ),
         ("GET", "/api/v1/pods?fieldSelector=metadata.name=foo", "GET /api/v1/pods/{:name}"),
+        ("GET", "/api/v1/pods?fieldSelector=metadata.name=foo,", "GET /api/v1/pods/{:name}"),
+        ("get", "/api/v1/pods?fieldSelector=metadata.name=foo", "get /api/v1/pods"),
         ("GET", "/healthz", "GET"),
         ("GET", "/api", "GET"),
         ("GET", "/api/v1", "GET"),
@@ -264,3 +286,112 @@ def test_resource_formatting() -> None:
 def test_arbitrary_urls_never_raise_from_span_name(method: str, path: str, query: str) -> None:
     name = span_name(method, path, query)
     assert name == method or name.startswith(method + " /")
+
+
+# requestinfo_test.go, TestSelectorParsing (kubernetes master), row for row.
+@pytest.mark.parametrize(
+    ("method", "url", "name", "verb", "field_selector", "label_selector"),
+    [
+        ("GET", "/apis/group/version/resource", "", "list", "", ""),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1",
+            "name1",
+            "list",
+            "metadata.name=name1",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?watch=true&fieldSelector=metadata.name=name1",
+            "name1",
+            "watch",
+            "metadata.name=name1",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=foo=bar&labelSelector=baz=qux",
+            "",
+            "list",
+            "foo=bar",
+            "baz=qux",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo",
+            "",
+            "list",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=true",
+            "",
+            "watch",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=false",
+            "",
+            "list",
+            "metadata.name=name1,foo",
+            "",
+        ),
+        (
+            "DELETE",
+            "/apis/group/version/resource?fieldSelector=foo=bar&labelSelector=baz=qux",
+            "",
+            "deletecollection",
+            "foo=bar",
+            "baz=qux",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource?fieldSelector=metadata.name=foo&fieldSelector=metadata.name=bar"
+            "&labelSelector=foo=bar&labelSelector=foo=baz",
+            "foo",
+            "list",
+            "metadata.name=foo",
+            "foo=bar",
+        ),
+        (
+            "GET",
+            "/apis/group/version/resource/name?fieldSelector=foo=bar&labelSelector=foo=bar",
+            "name",
+            "get",
+            "",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/watch/resource?fieldSelector=metadata.name=foo&labelSelector=foo=bar",
+            "",
+            "watch",
+            "",
+            "",
+        ),
+        (
+            "GET",
+            "/apis/group/version/watch/resource/name?fieldSelector=metadata.name=foo&labelSelector=foo=bar",
+            "name",
+            "watch",
+            "",
+            "",
+        ),
+    ],
+)
+def test_upstream_selector_parsing_rows(
+    method: str, url: str, name: str, verb: str, field_selector: str, label_selector: str
+) -> None:
+    path, _, query = url.partition("?")
+    info = parse_request_info(method, path, query)
+    assert (info.name, info.verb, info.field_selector, info.label_selector) == (
+        name,
+        verb,
+        field_selector,
+        label_selector,
+    )

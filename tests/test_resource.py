@@ -329,3 +329,91 @@ def test_the_users_keys_are_left_to_the_users_values() -> None:
         "k8s.pod.ip" not in attributes and "service.name" not in attributes
     )  # the SDK's otel detector sets them
     assert attributes["k8s.pod.name"] == "web-0"
+
+
+# Outside Kubernetes (issue 14): generic names alone never make a process look like a pod.
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"CONTAINER_NAME": "ci-job"}, {"NODE_NAME": "jenkins-agent"}, {"CONTAINER_NAME": "a", "NODE_NAME": "b"}],
+)
+def test_generic_env_names_alone_are_not_a_pod(environ: dict[str, str]) -> None:
+    assert detect("laptop", {**environ, "HOSTNAME": "my-laptop"}) == {}
+    assert detect("plain-docker", environ) == {}
+
+
+def test_configure_outside_kubernetes_ignores_a_stray_container_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTAINER_NAME", "ci-job")
+    monkeypatch.setenv("K8S_OTEL_FS_ROOT", str(PODS / "laptop"))
+    handle = k8s_otel.configure(install=False, endpoint="127.0.0.1:1")
+    try:
+        attributes = handle.tracer_provider.resource.attributes  # type: ignore[attr-defined]
+        assert "k8s.container.name" not in attributes
+        assert str(attributes["service.name"]).startswith("unknown_service")
+    finally:
+        handle.shutdown()
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"KUBERNETES_SERVICE_HOST": "10.96.0.1"},
+        {"POD_NAME": "web-0"},
+        {"K8S_CONTAINER_NAME": "app"},
+        {"OTEL_RESOURCE_ATTRIBUTES_POD_NAME": "web-0"},
+    ],
+)
+def test_a_kubernetes_signal_lets_generic_names_count(environ: dict[str, str]) -> None:
+    attributes = detect("laptop", {**environ, "CONTAINER_NAME": "app"})
+    assert attributes["k8s.container.name"] == "app"
+
+
+def test_the_service_account_files_are_a_kubernetes_signal(tmp_path: Path) -> None:
+    account = tmp_path / "var" / "run" / "secrets" / "kubernetes.io" / "serviceaccount"
+    account.mkdir(parents=True)
+    (account / "namespace").write_text("team-a")
+    attributes = KubernetesResourceDetector(
+        environ={"CONTAINER_NAME": "app"}, root=tmp_path, downward_api_dir=tmp_path / "none"
+    ).detect()
+    assert dict(attributes.attributes) == {
+        "k8s.container.name": "app",
+        "k8s.namespace.name": "team-a",
+        "service.name": "app",
+    }
+
+
+def test_a_kubelet_pod_path_is_a_kubernetes_signal(tmp_path: Path) -> None:
+    proc = tmp_path / "proc" / "self"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("0::/\n")
+    (proc / "mountinfo").write_text(
+        f"1 2 0:1 /var/lib/kubelet/pods/{UID}/containers/app/abc /dev/termination-log rw - ext4 /dev/sda rw\n"
+    )
+    attributes = KubernetesResourceDetector(
+        environ={}, root=tmp_path, downward_api_dir=tmp_path / "n"
+    ).detect()
+    assert attributes.attributes["k8s.pod.uid"] == UID
+    assert attributes.attributes["k8s.container.name"] == "app"
+
+
+def test_a_fifo_in_place_of_a_pod_file_never_blocks(tmp_path: Path) -> None:
+    account = tmp_path / "var" / "run" / "secrets" / "kubernetes.io" / "serviceaccount"
+    account.mkdir(parents=True)
+    os.mkfifo(account / "namespace")
+    proc = tmp_path / "proc" / "self"
+    proc.mkdir(parents=True)
+    os.mkfifo(proc / "cgroup")
+    os.mkfifo(proc / "mountinfo")
+    podinfo = tmp_path / "podinfo"
+    podinfo.mkdir()
+    os.mkfifo(podinfo / "labels")
+    attributes = KubernetesResourceDetector(
+        environ={**IN_POD, "POD_NAME": "web-0"}, root=tmp_path, downward_api_dir=podinfo
+    ).detect()
+    assert dict(attributes.attributes) == {"k8s.pod.name": "web-0"}
+
+
+def test_extra_env_names_the_user_configured_are_a_kubernetes_signal() -> None:
+    attributes = detect("laptop", {"MY_POD": "web-0"}, env_names={"MY_POD": "k8s.pod.name"})
+    assert attributes["k8s.pod.name"] == "web-0"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from k8s_otel.settings import grpc_target, parse_headers, resolve_settings
+import k8s_otel
+from k8s_otel.settings import EffectiveSettings, HeaderValue, grpc_target, parse_headers, resolve_settings
+from k8s_otel.wiring import AlreadyConfiguredError, _same_or_raise
 
 TOKEN = "s3cr3t-t0ken"
 
@@ -228,7 +237,7 @@ def test_headers_from_env_are_parsed_and_redacted() -> None:
     s = resolve_settings(
         environ={"OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{TOKEN},x-tenant = a%2Cb ,,bad,=x"}
     )
-    assert tuple(s.headers.value) == (("authorization", f"Bearer {TOKEN}"), ("x-tenant", "a,b"))
+    assert s.header_pairs() == (("authorization", f"Bearer {TOKEN}"), ("x-tenant", "a,b"))
     assert TOKEN not in repr(s) and TOKEN not in str(s.as_dict())
     assert s.as_dict()["headers"]["value"] == ["authorization", "x-tenant"]
     assert len(s.problems) == 2 and all("OTEL_EXPORTER_OTLP_HEADERS: entry" in p for p in s.problems)
@@ -238,13 +247,13 @@ def test_traces_headers_win() -> None:
     s = resolve_settings(
         environ={"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "a=1", "OTEL_EXPORTER_OTLP_HEADERS": "b=2"}
     )
-    assert tuple(s.headers.value) == (("a", "1"),)
+    assert s.header_pairs() == (("a", "1"),)
 
 
 @pytest.mark.parametrize("headers", [{"X-Token": TOKEN}, [("X-Token", TOKEN)], f"x-token={TOKEN}"])
 def test_headers_argument_forms(headers: object) -> None:
     s = resolve_settings(headers=headers, environ={"OTEL_EXPORTER_OTLP_HEADERS": "other=1"})  # type: ignore[arg-type]
-    assert tuple(s.headers.value) == (("x-token", TOKEN),)
+    assert s.header_pairs() == (("x-token", TOKEN),)
     assert s.headers.source == "argument"
     assert TOKEN not in repr(s.headers)
 
@@ -335,3 +344,320 @@ def test_an_unparseable_env_endpoint_is_reported_not_raised(name: str) -> None:
 def test_an_unparseable_endpoint_argument_raises() -> None:
     with pytest.raises(ValueError, match="cannot be parsed"):
         resolve_settings(endpoint="http://[::1", environ={})
+
+
+# Credentials (issue 11): header values checked once and never shown; userinfo dropped.
+
+CANARY = "c2VjcmV0LWNhbmFyeS0xMjM0NTY3ODkw"
+
+
+def shown_everywhere(s: EffectiveSettings) -> str:
+    """Every way settings are commonly printed or serialised."""
+    headers = s.headers.value
+    return " ".join(
+        [
+            repr(s),
+            str(s),
+            str(dataclasses.asdict(s)),
+            str(list(headers)),
+            str([pair[1] for pair in headers]),
+            " ".join(f"{value}" for _, value in headers),
+            str(s.as_dict()),
+            " ".join(s.problems),
+        ]
+    )
+
+
+def test_a_token_read_from_a_file_loses_its_trailing_newline() -> None:
+    s = resolve_settings(headers={"authorization": f"Bearer {CANARY}\n"}, environ={})
+    assert s.header_pairs() == (("authorization", f"Bearer {CANARY}"),)
+    assert s.problems == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"authorization=Bearer%20{CANARY}%0A",
+        f"authorization=Bearer%20{CANARY}%0D%0Ax-evil=1",
+        f"authorization={CANARY}%00",
+    ],
+)
+def test_encoded_control_characters_are_refused_naming_only_the_header(text: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    # A trailing %0A is whitespace once decoded, and stripped; anything inside refuses the header.
+    if text.endswith("%0A"):
+        assert s.header_pairs() == (("authorization", f"Bearer {CANARY}"),)
+        return
+    assert s.header_pairs() == ()
+    assert len(s.problems) == 1
+    assert "header 'authorization'" in s.problems[0] and "control character" in s.problems[0]
+    assert CANARY not in shown_everywhere(s)
+
+
+def test_control_characters_in_argument_values_are_refused() -> None:
+    s = resolve_settings(headers=[("x-token", f"{CANARY}\nx-evil: 1"), ("ok", "1")], environ={})
+    assert s.header_pairs() == (("ok", "1"),)
+    assert "headers argument: header 'x-token': the value holds a control character" in s.problems[0]
+    assert CANARY not in shown_everywhere(s)
+
+
+def test_non_ascii_values_are_refused_for_grpc() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": "x-name=caf%C3%A9"})
+    assert s.header_pairs() == ()
+    assert "not ASCII" in s.problems[0]
+
+
+def test_colon_form_never_shows_the_credential() -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": f"Authorization: Basic {CANARY}=="})
+    assert s.header_pairs() == ()
+    assert s.problems == (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not a valid name=value pair "
+        "(it looks like 'Name: value'; write name=value); skipped",
+    )
+
+
+@pytest.mark.parametrize("text", [f"{CANARY}==", f"{CANARY}=", CANARY, f"Bearer {CANARY}", f"{CANARY}=x"])
+def test_a_pasted_token_is_not_taken_for_a_header_name(text: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    assert s.header_pairs() == ()
+    assert s.problems == ("OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not a valid name=value pair; skipped",)
+    assert CANARY not in shown_everywhere(s)
+
+
+def test_a_raw_comma_in_a_value_never_makes_a_new_header() -> None:
+    s = resolve_settings(
+        environ={"OTEL_EXPORTER_OTLP_HEADERS": f"x-first=1,authorization=Basic {CANARY},rest"}
+    )
+    assert s.header_pairs() == (("x-first", "1"),)
+    assert s.problems == (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry 3 has no '=': if it is the rest of the value of header "
+        "'authorization' (entry 2), that value holds a comma, which must be percent-encoded as %2C; both skipped",
+    )
+    encoded = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": "authorization=a%2Cb"})
+    assert encoded.header_pairs() == (("authorization", "a,b"),)
+    as_argument = resolve_settings(headers={"x-list": "a, b"}, environ={})
+    assert as_argument.header_pairs() == (("x-list", "a, b"),)
+
+
+def test_unencoded_quote_semicolon_and_backslash_are_refused_before_the_sdk_logs_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        s = resolve_settings(
+            environ={"OTEL_EXPORTER_OTLP_HEADERS": f'a="{CANARY}",b={CANARY};c,d=\\{CANARY}'}
+        )
+    assert s.header_pairs() == ()
+    assert CANARY not in shown_everywhere(s) + caplog.text
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
+def test_invalid_names_are_refused_and_shown_only_if_they_are_tokens() -> None:
+    s = resolve_settings(headers={"bad name": CANARY, "x-ok": "1", "\x00": CANARY}, environ={})
+    assert s.header_pairs() == (("x-ok", "1"),)
+    assert s.problems == (
+        "headers argument: header 1 has a name that is not a header token; skipped",
+        "headers argument: header 3 has a name that is not a header token; skipped",
+    )
+
+
+def test_header_values_are_hidden_by_str_repr_asdict_list_and_indexing() -> None:
+    s = resolve_settings(headers={"authorization": f"Bearer {CANARY}"}, environ={})
+    value = s.headers.value[0][1]
+    assert isinstance(value, HeaderValue) and value.reveal() == f"Bearer {CANARY}"
+    assert CANARY not in shown_everywhere(s)
+    assert str(value) == "<redacted>" and f"{value:>10}" == "<redacted>"
+    assert copy.copy(value) is value and copy.deepcopy(value) is value
+    assert dataclasses.asdict(s)["headers"]["value"][0][1] == f"Bearer {CANARY}"  # equal, and still hidden
+    assert CANARY not in repr(dataclasses.asdict(s)["headers"]["value"][0][1])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "stripped"),
+    [
+        (f"https://user:{CANARY}@collector:4318/v1/traces", "https://collector:4318/v1/traces"),
+        (f"http://{CANARY}@collector:4317", "http://collector:4317"),
+        (f"dns://u:{CANARY}@collector:4317", "dns://collector:4317"),
+        (f"u:{CANARY}@collector:4317", "collector:4317"),
+    ],
+)
+def test_endpoint_userinfo_is_dropped_and_reported(endpoint: str, stripped: str) -> None:
+    for s in (
+        resolve_settings(endpoint=endpoint, environ={}),
+        resolve_settings(environ={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}),
+    ):
+        assert s.endpoint.value == stripped
+        assert CANARY not in s.grpc_target
+        assert any("the user information before '@' is ignored" in p for p in s.problems)
+        assert CANARY not in shown_everywhere(s)
+
+
+def test_endpoint_userinfo_from_a_file_is_dropped(tmp_path: Path) -> None:
+    s = resolve_settings(
+        config_file=config_file(tmp_path, endpoint=f"dns://u:{CANARY}@collector:4317"), environ={}
+    )
+    assert (s.endpoint.value, s.endpoint.source) == ("dns://collector:4317", "file")
+    assert CANARY not in shown_everywhere(s)
+
+
+def test_handle_repr_and_already_configured_never_show_userinfo() -> None:
+    handle = k8s_otel.configure(endpoint=f"http://u:{CANARY}@127.0.0.1:1", install=False)
+    try:
+        assert CANARY not in repr(handle)
+    finally:
+        handle.shutdown()
+    with pytest.raises(AlreadyConfiguredError) as error:
+        _same_or_raise(handle, {**handle._arguments, "endpoint": f"http://u:{CANARY}@127.0.0.1:2"})
+    assert CANARY not in str(error.value)
+
+
+def test_configure_with_a_file_pyyaml_cannot_build_keeps_going(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tracing.yaml"
+    path.write_text(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nsamplingRatePerMillion: 2001-13-45\n"
+    )
+    with caplog.at_level(logging.ERROR, logger="k8s_otel"):
+        handle = k8s_otel.configure(config_file=path, install=False)
+    try:
+        assert handle.settings.sampling_rate_per_million.value is None
+        assert "cannot be decoded (PyYAML raised ValueError); the file is ignored" in caplog.text
+    finally:
+        handle.shutdown()
+
+
+def test_configure_with_a_fifo_as_the_file_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    s = resolve_settings(config_file=fifo, environ={})
+    assert "not a regular file" in s.problems[0]
+
+
+_HEADER_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["authorization", "x-api-key", "Authorization:", "bad name", "", " ", CANARY, "x" * 300]
+        ),
+        st.text(max_size=12),
+    ),
+    max_size=3,
+).map(" ".join)
+_VALUE_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                CANARY,
+                f"Bearer {CANARY}",
+                "%0A",
+                "%0D",
+                "%00",
+                "%2C",
+                ",",
+                "=",
+                "==",
+                ";",
+                '"',
+                "\\",
+                " ",
+                "\n",
+                "\t",
+                "%",
+                "%zz",
+                "é",
+            ]
+        ),
+        st.text(max_size=8),
+    ),
+    max_size=5,
+).map("".join)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_HEADER_TEXT, st.sampled_from(["=", ":", ": ", " = ", ""]), _VALUE_TEXT), max_size=4)
+)
+def test_generated_header_text_never_shows_the_canary_or_sends_a_bad_value(
+    entries: list[tuple[str, str, str]],
+) -> None:
+    text = ",".join(name + sep + value for name, sep, value in entries)
+    for s in (
+        resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text}),
+        resolve_settings(headers=text, environ={}),
+        resolve_settings(headers=[(name, value) for name, _, value in entries], environ={}),
+    ):
+        assert CANARY not in shown_everywhere(s)
+        for name, value in s.header_pairs():
+            assert name and name == name.lower() and CANARY not in name
+            assert value == value.strip() and all(0x20 <= ord(c) < 0x7F for c in value)
+
+
+_PLAIN_ENV = st.sampled_from(
+    [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_SDK_DISABLED",
+        "OTEL_SERVICE_NAME",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+    ]
+)
+_PLAIN_VALUES = st.one_of(
+    st.sampled_from(["http/protobuf", "grpc", "k8s_per_million", "true", "1e309", "nan", "-1", "gzip"]),
+    st.text(max_size=30),
+)
+# Where the canary is a credential: userinfo in an endpoint, a header value.
+_ENDPOINT_VALUES = st.one_of(
+    st.sampled_from(
+        [f"http://u:{CANARY}@h:4317", f"{CANARY}@h:1", f"https://{CANARY}@[::1]:1/v1", f"dns://:{CANARY}@h:1"]
+    ),
+    st.text(max_size=20).map(lambda t: f"http://u:{CANARY}@{t}"),
+)
+_HEADER_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            f"a={CANARY}%0A",
+            f"a=Bearer%20{CANARY}",
+            f"Authorization: Basic {CANARY}",
+            f"{CANARY}==",
+            f"a=x,{CANARY}",
+        ]
+    ),
+    st.text(max_size=20).map(lambda t: f"x-t={CANARY}{t}"),
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(_PLAIN_ENV, _PLAIN_VALUES, max_size=6),
+    st.dictionaries(
+        st.sampled_from(["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]),
+        _ENDPOINT_VALUES,
+    ),
+    st.dictionaries(
+        st.sampled_from(["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"]), _HEADER_VALUES
+    ),
+)
+def test_generated_environments_never_raise_and_never_show_a_credential(
+    plain: dict[str, str], endpoints: dict[str, str], headers: dict[str, str]
+) -> None:
+    environ = {k: v.replace("\x00", "") for k, v in {**plain, **endpoints, **headers}.items()}
+    s = resolve_settings(environ=environ)
+    assert CANARY not in shown_everywhere(s)
+    assert CANARY not in s.grpc_target
+
+
+def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None:
+    from k8s_otel.exporter import _read
+
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(fifo)})
+    assert "does not exist or is not a file" in s.problems[0]
+    assert _read(str(fifo)) is None  # returns at once instead of waiting for a writer

@@ -9,14 +9,17 @@ like kube-apiserver's (kubernetes/apiserver ``pkg/server/options/tracing.go``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Optional, Union
 
-import yaml
-
 from k8s_otel import _gourl
+from k8s_otel._files import NotRegularFileError, read_regular_file
+from k8s_otel._redact import MAX_EXCERPT, REDACTED, excerpt, looks_like_credential, split_userinfo
 
 __all__ = [
     "APISERVER_API_VERSIONS",
@@ -36,6 +39,15 @@ APISERVER_API_VERSIONS = (
 )
 KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1"
 MAX_FILE_BYTES = 1 << 20
+# Limits checked on the event stream before anything is built: a TracingConfiguration is a
+# handful of fields and a KubeletConfiguration a few hundred, so these leave room and still
+# decide any file under MAX_FILE_BYTES in milliseconds (docs/configuration.md).
+MAX_DOCUMENTS = 16
+MAX_DEPTH = 32
+MAX_ALIASES = 64
+MAX_EVENTS = 20_000
+MAX_SCALAR_CHARS = 16 << 10
+_MAX_UNKNOWN_FIELDS_SHOWN = 5
 _MAX_SAMPLING_RATE = 1_000_000
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 _ENDPOINT_SCHEMES = ("dns", "unix", "unix-abstract")
@@ -53,6 +65,8 @@ class TracingConfiguration:
     endpoint: Optional[str] = None
     sampling_rate_per_million: Optional[int] = None
     field_path: Optional[str] = field(default=None, compare=False)
+    userinfo_dropped: bool = field(default=False, compare=False)
+    """``load_tracing_configuration`` dropped a ``user:password@`` from the endpoint (never shown)."""
 
 
 class TracingConfigurationError(ValueError):
@@ -75,27 +89,124 @@ class TracingConfigurationError(ValueError):
         self.reason = reason
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, as the apiserver's strict decoder does."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, (list, dict)):
-            continue
-        if key in seen:
-            raise _DecodeError(f'strict decoding error: duplicate field "{key}"')
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 class _DecodeError(ValueError):
     pass
+
+
+class _ConstructError(_DecodeError):
+    """A value PyYAML's constructors cannot build; says where, never what."""
+
+
+def _position(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown position"
+
+
+@lru_cache(maxsize=1)
+def _strict_loader() -> type[Any]:
+    """SafeLoader (libyaml's parser when PyYAML has it) refusing duplicate keys, as the apiserver's strict decoder does.
+
+    Built on first use so that ``import k8s_otel`` never imports PyYAML.
+    """
+    import yaml
+
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[misc]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep=deep)
+            except (_DecodeError, yaml.YAMLError, RecursionError):
+                raise
+            except Exception as error:  # PyYAML's constructors raise plain TypeError, ValueError...
+                raise _ConstructError(
+                    f"the value at {_position(node.start_mark)} cannot be decoded "
+                    f"(PyYAML raised {type(error).__name__})"
+                ) from None
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict, set)):
+                continue
+            if key in seen:
+                raise _DecodeError(f'strict decoding error: duplicate field "{_shown_key(key)}"')
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def _shown_key(key: object) -> str:
+    shown = excerpt(key)
+    return shown if shown != REDACTED else "<a key that looks like a credential>"
+
+
+def _check_limits(text: Union[str, bytes], loader: type[Any]) -> None:
+    """Walk the event stream once, stopping at the first limit passed, before anything is built."""
+    import yaml
+
+    documents = depth = aliases = 0
+    events: Iterator[Any] = yaml.parse(text, Loader=loader)
+    for count, event in enumerate(events, start=1):
+        if count > MAX_EVENTS:
+            raise _DecodeError(f"the file holds more than {MAX_EVENTS} YAML nodes")
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > MAX_DOCUMENTS:
+                raise _DecodeError(f"the file holds more than {MAX_DOCUMENTS} YAML documents")
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _DecodeError(f"nesting deeper than {MAX_DEPTH} levels at {_position(event.start_mark)}")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise _DecodeError(f"more than {MAX_ALIASES} YAML aliases")
+        elif isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
+            raise _DecodeError(
+                f"a value longer than {MAX_SCALAR_CHARS} characters at {_position(event.start_mark)}"
+            )
+
+
+def _yaml_error_text(error: Any, text: Union[str, bytes]) -> str:
+    """A PyYAML error as position and PyYAML's own phrase, quoting at most 40 escaped characters."""
+    parts = [_excerpt_quotes(str(part)) for part in (error.context, error.problem) if part]
+    mark = error.problem_mark or error.context_mark
+    message = ", ".join(parts) if parts else type(error).__name__
+    if mark is None:
+        return message
+    message += f" at {_position(mark)}"
+    line = _line(text, mark.line)
+    if line is not None and line.strip():
+        shown = excerpt(line.strip())
+        if shown != REDACTED:
+            message += f" (near '{shown}')"
+    return message
+
+
+def _line(text: Union[str, bytes], number: int) -> Optional[str]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = text.splitlines()
+    return lines[number] if 0 <= number < len(lines) else None
+
+
+def _excerpt_quotes(phrase: str) -> str:
+    """PyYAML's phrase, word by word: each quoted part (a tag, a character) bounded and escaped,
+    and any word that looks like a credential replaced, however PyYAML quoted it."""
+    words = []
+    for word in phrase.split():
+        if looks_like_credential(word):
+            words.append(REDACTED)
+        elif len(word) > MAX_EXCERPT or not word.isprintable():
+            words.append(excerpt(word))
+        else:
+            words.append(word)
+    return " ".join(words)
 
 
 def _json_kind(value: object) -> str:
@@ -114,14 +225,25 @@ def _json_kind(value: object) -> str:
 
 def _type_error(value: object, go_field: str, go_type: str) -> _DecodeError:
     kind = _json_kind(value)
-    shown = f"number {value}" if kind == "number" else kind
+    shown = f"number {_number_text(value)}" if kind == "number" else kind
     return _DecodeError(f"json: cannot unmarshal {shown} into Go struct field {go_field} of type {go_type}")
 
 
+def _number_text(value: object) -> str:
+    try:
+        text = str(value)
+    except ValueError:  # an integer past Python's digit limit for str()
+        return "<a number too long to show>"
+    return text if len(text) <= 40 else text[:20] + "..." + f" ({len(text)} digits)"
+
+
 def _decode_fields(data: Mapping[Any, Any], go_struct: str) -> TracingConfiguration:
-    unknown = [str(key) for key in data if key not in _FIELDS and key not in ("apiVersion", "kind")]
+    unknown = [key for key in data if key not in _FIELDS and key not in ("apiVersion", "kind")]
     if unknown:
-        raise _DecodeError("strict decoding error: " + ", ".join(f'unknown field "{k}"' for k in unknown))
+        shown = [f'unknown field "{_shown_key(key)}"' for key in unknown[:_MAX_UNKNOWN_FIELDS_SHOWN]]
+        if len(unknown) > _MAX_UNKNOWN_FIELDS_SHOWN:
+            shown.append(f"and {len(unknown) - _MAX_UNKNOWN_FIELDS_SHOWN} more unknown fields")
+        raise _DecodeError("strict decoding error: " + ", ".join(shown))
     endpoint = data.get("endpoint")
     if endpoint is not None and not isinstance(endpoint, str):
         raise _type_error(endpoint, f"{go_struct}.endpoint", "string")
@@ -159,7 +281,7 @@ def _decode(data: object) -> TracingConfiguration:
         decoded = _decode_fields(tracing, "KubeletConfiguration.tracing")
         return TracingConfiguration(decoded.endpoint, decoded.sampling_rate_per_million, field_path="tracing")
     raise _DecodeError(
-        f'no kind "{kind}" is registered for version "{api_version or ""}" in scheme '
+        f'no kind "{excerpt(kind)}" is registered for version "{excerpt(api_version or "")}" in scheme '
         '"k8s.io/apiserver/pkg/server/options/tracing.go"'
     )
 
@@ -169,43 +291,52 @@ def parse_tracing_configuration(
 ) -> TracingConfiguration:
     """Decode YAML or JSON text strictly; raise TracingConfigurationError as kube-apiserver words it.
 
-    Does not validate; ``load_tracing_configuration`` does both.
+    Does not validate; ``load_tracing_configuration`` does both. Any failure, whatever PyYAML
+    raises, is a TracingConfigurationError that gives the position and never quotes more than 40
+    characters of the text, nor anything from a line that looks like a credential.
     """
+    import yaml
+
+    loader = _strict_loader()
     try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
+        _check_limits(text, loader)
+        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
         if len(documents) > 1:
             raise _DecodeError("the file holds more than one YAML document")
         return _decode(documents[0] if documents else None)
-    except (_DecodeError, yaml.YAMLError, RecursionError) as error:
-        detail = " ".join(str(error).split())
-        raise TracingConfigurationError(
-            f"unable to decode tracing configuration data: {detail}", path=path
-        ) from None
+    except _DecodeError as error:
+        detail = str(error)
+    except yaml.MarkedYAMLError as error:
+        detail = _yaml_error_text(error, text)
+    except yaml.YAMLError as error:  # a reader error (bad encoding, a control character)
+        detail = _excerpt_quotes(str(error).split("\n", 1)[0])
+    except RecursionError:
+        detail = "the document is nested too deeply"
+    except Exception as error:  # telemetry never breaks start-up: PyYAML raises plain exceptions
+        detail = f"the file cannot be read as YAML ({type(error).__name__})"
+    raise TracingConfigurationError(f"unable to decode tracing configuration data: {detail}", path=path)
+
+
+def _read_error(path: str, detail: str) -> TracingConfigurationError:
+    return TracingConfigurationError(
+        f'unable to read tracing configuration from "{path}": {detail}', path=path, reason="read"
+    )
 
 
 def _read(path: str) -> bytes:
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_FILE_BYTES)
     except IsADirectoryError:
-        raise TracingConfigurationError(
-            f'unable to read tracing configuration from "{path}": read {path}: is a directory',
-            path=path,
-            reason="read",
-        ) from None
+        raise _read_error(path, f"read {path}: is a directory") from None
+    except NotRegularFileError:
+        raise _read_error(path, f"read {path}: not a regular file (a FIFO, socket or device)") from None
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
-        raise TracingConfigurationError(
-            f'unable to read tracing configuration from "{path}": open {path}: {reason}',
-            path=path,
-            reason="read",
-        ) from None
+        raise _read_error(path, f"open {path}: {reason}") from None
+    except ValueError as error:  # a NUL byte in the path
+        raise _read_error(path, f"open {path}: {error}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise TracingConfigurationError(
-            f'unable to read tracing configuration from "{path}": file is larger than {MAX_FILE_BYTES} bytes',
-            path=path,
-            reason="read",
-        )
+        raise _read_error(path, f"file is larger than {MAX_FILE_BYTES} bytes")
     return data
 
 
@@ -213,6 +344,8 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
     """Read, decode strictly and validate a TracingConfiguration or KubeletConfiguration file.
 
     An empty file gives an empty configuration. Any problem raises TracingConfigurationError.
+    Userinfo in a valid endpoint is dropped (``userinfo_dropped``), so nothing that prints the
+    result can show it.
     """
     path = os.fspath(path)
     if path == "":
@@ -226,6 +359,10 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
             errors=tuple(errors),
             reason="validate",
         )
+    if config.endpoint is not None:
+        endpoint, had_userinfo = split_userinfo(config.endpoint)
+        if had_userinfo:  # credentials go in headers; the endpoint is printed in many places
+            config = dataclasses.replace(config, endpoint=endpoint, userinfo_dropped=True)
     return config
 
 
@@ -233,9 +370,23 @@ def _child(field_path: Optional[str], name: str) -> str:
     return f"{field_path}.{name}" if field_path else name
 
 
+def _shown_value(value: object) -> str:
+    """kube-apiserver's ``%q`` of the value, cut at 40 characters; userinfo and credentials hidden."""
+    if not isinstance(value, str):
+        return str(value)
+    without_userinfo, had_userinfo = split_userinfo(value)
+    if had_userinfo:
+        scheme, sep, rest = without_userinfo.rpartition("://")
+        value = f"{scheme}{sep}{REDACTED}@{rest}"
+    if looks_like_credential(without_userinfo):
+        return '"' + REDACTED + '"'
+    if len(value) > 40:
+        return _gourl.go_quote(value[:37])[:-1] + '..."'
+    return _gourl.go_quote(value)
+
+
 def _invalid(path: str, value: object, detail: str) -> str:
-    shown = _gourl.go_quote(value) if isinstance(value, str) else str(value)
-    return f"{path}: Invalid value: {shown}: {detail}"
+    return f"{path}: Invalid value: {_shown_value(value)}: {detail}"
 
 
 def validate_tracing_configuration(
@@ -268,7 +419,9 @@ def _validate_endpoint(endpoint: str, path: str) -> list[str]:
     try:
         parsed = _gourl.parse(endpoint)
     except _gourl.GoURLError as error:
-        return [_invalid(path, endpoint, str(error))]
+        return [
+            _invalid(path, endpoint, f"parse {_shown_value(error.url)}: {_excerpt_quotes_go(error.detail)}")
+        ]
     if parsed.scheme not in _ENDPOINT_SCHEMES:
         return [
             _invalid(
@@ -279,6 +432,16 @@ def _validate_endpoint(endpoint: str, path: str) -> list[str]:
             )
         ]
     return []
+
+
+def _excerpt_quotes_go(detail: str) -> str:
+    """Go's error detail with its ``%q`` parts (a port, an escape) bounded to 40 characters."""
+
+    def bound(match: re.Match[str]) -> str:
+        quoted = match.group(0)
+        return quoted if len(quoted) <= 42 else quoted[:38] + '..."'
+
+    return re.sub(r'"(?:[^"\\]|\\.)*"', bound, detail)
 
 
 def aggregate(errors: list[str]) -> str:

@@ -107,6 +107,23 @@ def _is_path_segment_name(name: str) -> bool:
     return name not in (".", "..") and "/" not in name and "%" not in name
 
 
+def _split_terms(selector: str) -> list[str]:
+    """fields ``splitTerms``: split on commas not escaped by a backslash."""
+    if not selector:
+        return []
+    terms, start, in_slash = [], 0, False
+    for index, char in enumerate(selector):
+        if in_slash:
+            in_slash = False
+        elif char == "\\":
+            in_slash = True
+        elif char == ",":
+            terms.append(selector[start:index])
+            start = index + 1
+    terms.append(selector[start:])
+    return terms
+
+
 def _split_term(term: str) -> Optional[tuple[str, str, str]]:
     """fields ``splitTerm``: the left-most operator (``!=``, ``==`` or ``=``) splits the term."""
     for index in range(len(term)):
@@ -116,17 +133,43 @@ def _split_term(term: str) -> Optional[tuple[str, str, str]]:
     return None
 
 
+def _unescape_value(value: str) -> Optional[str]:
+    """fields ``UnescapeValue``: ``\\\\``, ``\\,`` and ``\\=`` decoded; None where Go returns an error."""
+    out, in_slash = [], False
+    for char in value:
+        if in_slash:
+            if char not in "\\,=":
+                return None
+            out.append(char)
+            in_slash = False
+        elif char == "\\":
+            in_slash = True
+        elif char in ",=":
+            return None
+        else:
+            out.append(char)
+    return None if in_slash else "".join(out)
+
+
 def _field_selector_name(selector: str) -> tuple[Optional[str], bool]:
-    """The exact ``metadata.name`` a field selector requires, and whether the selector parsed."""
+    """``fields.ParseSelector(s).RequiresExactMatch("metadata.name")``, and whether ``s`` parsed.
+
+    Go sorts the terms before building the selector and takes the first exact match, so with
+    repeated ``metadata.name`` terms the smallest value wins; empty terms (a trailing comma) are
+    skipped.
+    """
     name = None
-    if not selector:
-        return None, True
-    for term in selector.split(","):
+    for term in sorted(_split_terms(selector)):
+        if not term:
+            continue
         split = _split_term(term)
         if split is None:
             return None, False
-        key, operator, value = split
-        if key == "metadata.name" and operator != "!=":
+        key, operator, raw_value = split
+        value = _unescape_value(raw_value)
+        if value is None:
+            return None, False
+        if name is None and key == "metadata.name" and operator != "!=":
             name = value
     return name, True
 
@@ -169,7 +212,7 @@ def parse_request_info(method: str, path: str, query: str = "") -> RequestInfo:
             raise RequestInfoError(f"unable to determine kind and namespace from url, {path}")
         verb, parts, via_path = parts[0], parts[1:], True
     else:
-        verb = _VERB_BY_METHOD.get(method.upper(), "")
+        verb = _VERB_BY_METHOD.get(method, "")  # Go switches on the method as sent: "post" gives no verb
 
     namespace = ""
     if len(parts) > 1 and parts[0] == "namespaces":

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from k8s_otel._files import read_regular_file
 from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
@@ -70,12 +71,48 @@ class ForkSafeExporter(SpanExporter):
 def _read(path: Optional[str]) -> Optional[bytes]:
     if not path:
         return None
-    try:
-        with open(path, "rb") as file:
-            return file.read(1 << 20)
+    try:  # a FIFO or a device never blocks the export thread
+        return read_regular_file(path, 1 << 20)[: 1 << 20]
     except OSError as error:
-        _logger.error("cannot read TLS file %s: %s", path, error.strerror or error)
+        _logger.error("cannot read TLS file %s: %s", path, error.strerror or type(error).__name__)
         return None
+
+
+class _GivenHeaders(tuple):  # type: ignore[type-arg]
+    """Header pairs that count as given even when empty.
+
+    The stock gRPC exporter reads ``OTEL_EXPORTER_OTLP_HEADERS`` itself when ``headers`` is falsy,
+    which would send the very values settings refused (docs/configuration.md).
+    """
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class _RedactSDKHeaderWarnings(logging.Filter):
+    """``parse_env_headers`` warns with the whole header text, credentials included: keep the warning, drop the text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.args = ("<redacted>",) if record.args else record.args
+        return True
+
+
+logging.getLogger("opentelemetry.util.re").addFilter(_RedactSDKHeaderWarnings())
+
+_HTTP_DEFAULT_HEADERS = frozenset({"content-type", "user-agent", "content-encoding"})
+
+
+def _drop_env_headers(exporter: SpanExporter, ours: tuple[tuple[str, str], ...]) -> None:
+    """The stock OTLP/HTTP exporter merges ``OTEL_EXPORTER_OTLP_HEADERS`` into the given headers.
+
+    Settings already parsed and checked that variable; keep only its accepted headers and the
+    exporter's own defaults, so a refused value is never sent (nor logged by ``requests``).
+    """
+    sent = getattr(getattr(exporter, "_client", None), "_headers", None)
+    if isinstance(sent, dict):
+        allowed = _HTTP_DEFAULT_HEADERS | {name for name, _ in ours}
+        for key in [key for key in sent if key.lower() not in allowed]:
+            del sent[key]
 
 
 def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
@@ -93,7 +130,7 @@ def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
         endpoint=settings.grpc_target,
         insecure=settings.insecure.value,
         credentials=credentials,
-        headers=settings.headers.value or None,
+        headers=_GivenHeaders(settings.header_pairs()),
         timeout=settings.timeout_millis.value / 1000.0,
         compression=grpc.Compression.Gzip
         if settings.compression.value == "gzip"
@@ -105,15 +142,17 @@ def _http_exporter(settings: EffectiveSettings) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(
+    exporter = OTLPSpanExporter(
         endpoint=settings.endpoint.value,
         certificate_file=settings.certificate.value or None,
         client_key_file=settings.client_key.value or None,
         client_certificate_file=settings.client_certificate.value or None,
-        headers=dict(settings.headers.value) or None,
+        headers=dict(settings.header_pairs()) or None,
         timeout=settings.timeout_millis.value / 1000.0,
         compression=Compression.Gzip if settings.compression.value == "gzip" else Compression.NoCompression,
     )
+    _drop_env_headers(exporter, settings.header_pairs())
+    return exporter
 
 
 def build_exporter(settings: EffectiveSettings) -> tuple[Optional[SpanExporter], Optional[str]]:

@@ -19,6 +19,8 @@ from typing import Any, Optional, Union
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
 
+from k8s_otel._files import read_regular_file
+
 try:  # stable keys (opentelemetry-semantic-conventions >= 0.65b0), else the same names, incubating
     from opentelemetry.semconv.attributes import container_attributes as _container
     from opentelemetry.semconv.attributes import k8s_attributes as _k8s
@@ -62,6 +64,10 @@ DEFAULT_ENV_NAMES: dict[str, tuple[str, ...]] = {
     CONTAINER_NAME: ("CONTAINER_NAME", "K8S_CONTAINER_NAME"),
 }
 """Downward-API env names read for each attribute, first found wins (the Operator's names first)."""
+
+GENERIC_ENV_NAMES = frozenset({"CONTAINER_NAME", "NODE_NAME"})
+"""Names that container runtimes and CI systems set outside Kubernetes (Jenkins sets ``NODE_NAME``):
+read in a pod, but alone they never make a process look like one."""
 
 CUSTOM_ENV_NAMES = "K8S_OTEL_RESOURCE_ENV"  # "MY_POD=k8s.pod.name,MY_NODE=k8s.node.name"
 DOWNWARD_API_DIR_ENV = "K8S_OTEL_DOWNWARD_API_DIR"
@@ -178,10 +184,9 @@ class KubernetesResourceDetector(ResourceDetector):
                 self._env_names.setdefault(name.strip(), key.strip())
 
     def _read(self, path: str) -> Optional[str]:
-        try:
-            with open(path, "rb") as file:
-                return file.read(_MAX_FILE_BYTES).decode("utf-8", "replace")
-        except OSError as error:
+        try:  # never blocks: a FIFO or a device in place of a pod file is skipped
+            return read_regular_file(path, _MAX_FILE_BYTES)[:_MAX_FILE_BYTES].decode("utf-8", "replace")
+        except (OSError, ValueError) as error:
             _logger.debug("k8s_otel resource detection: cannot read %s: %s", path, error)
             return None
 
@@ -199,21 +204,29 @@ class KubernetesResourceDetector(ResourceDetector):
 
     def _attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
-        for name, key in self._env_names.items():
+        kubernetes_signal = bool(self._environ.get("KUBERNETES_SERVICE_HOST"))
+        for name, key in self._env_names.items():  # names the user chose: a signal
             value = _clean(self._environ.get(name))
             if value:
                 attributes.setdefault(key, value)
+                kubernetes_signal = True
         for key, names in DEFAULT_ENV_NAMES.items():
             for name in names:
                 value = _clean(self._environ.get(name))
                 if value:
                     attributes.setdefault(key, value)
                     break
+        kubernetes_signal = kubernetes_signal or any(
+            _clean(self._environ.get(name))
+            for names in DEFAULT_ENV_NAMES.values()
+            for name in names
+            if name not in GENERIC_ENV_NAMES
+        )
 
-        in_pod = bool(self._environ.get("KUBERNETES_SERVICE_HOST")) or bool(attributes)
-        self._from_cgroup_and_mounts(attributes)
-        if not (in_pod or POD_UID in attributes):
-            return {}  # not in Kubernetes (a laptop, plain Docker): nothing, and no noise
+        pod_path_seen = self._from_cgroup_and_mounts(attributes)
+        kubernetes_signal = kubernetes_signal or pod_path_seen or os.path.isfile(self._path(NAMESPACE_FILE))
+        if not kubernetes_signal:
+            return {}  # not in Kubernetes (a laptop, plain Docker, CI): nothing, and no noise
 
         if NAMESPACE not in attributes:
             namespace = _clean(self._read(self._path(NAMESPACE_FILE)))
@@ -258,10 +271,14 @@ class KubernetesResourceDetector(ResourceDetector):
         text = self._read(os.path.join(directory, "labels"))
         return parse_downward_labels(text) if text else {}
 
-    def _from_cgroup_and_mounts(self, attributes: dict[str, Any]) -> None:
+    def _from_cgroup_and_mounts(self, attributes: dict[str, Any]) -> bool:
+        """Read the kubelet's pod paths into ``attributes``; whether any pod path was found."""
+        pod_path_seen = False
         cgroup = self._read(self._path("proc/self/cgroup")) or ""
         for line in cgroup.splitlines():
             path = line.split(":", 2)[-1].strip()
+            if not pod_path_seen and _POD_UID_IN_CGROUP.search(path):
+                pod_path_seen = True
             if POD_UID not in attributes:
                 match = _POD_UID_IN_CGROUP.search(path)
                 if match:
@@ -273,15 +290,17 @@ class KubernetesResourceDetector(ResourceDetector):
         # mountinfo gives kubelet's paths (pod UID, container name), never a container id: the
         # runtime directories mounted into a container (hostname, resolv.conf) belong to the pod
         # sandbox under containerd, so an id read there would be the pause container's.
-        if POD_UID in attributes and CONTAINER_NAME in attributes:
-            return
+        if POD_UID in attributes and CONTAINER_NAME in attributes and pod_path_seen:
+            return True
         mounts = self._read(self._path("proc/self/mountinfo")) or ""
         for line in mounts.splitlines():
-            if POD_UID not in attributes:
-                match = _POD_IN_MOUNTS.search(line)
-                if match:
+            match = _POD_IN_MOUNTS.search(line)
+            if match:
+                pod_path_seen = True
+                if POD_UID not in attributes:
                     attributes[POD_UID] = match.group(1)
             if CONTAINER_NAME not in attributes:
                 match = _CONTAINER_NAME_IN_MOUNTS.search(line)
                 if match:
                     attributes[CONTAINER_NAME] = match.group(1)
+        return pod_path_seen

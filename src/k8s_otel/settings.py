@@ -5,24 +5,38 @@ Precedence, highest first: keyword arguments, a TracingConfiguration file (argum
 Every value is resolved here once, so that the stock exporter never reads the environment itself:
 that is how its quirks stay hidden (timeout in seconds, TLS on a bare ``host:port``, a raise on
 ``compression=none``). Bad values never raise: they are recorded in ``problems``, logged once,
-and replaced by the default.
+and replaced by the default. Credentials are made safe here too, once: header values are checked
+and wrapped in ``HeaderValue`` (never shown by str, repr or ``dataclasses.asdict``), and userinfo
+in an endpoint is dropped, so nothing downstream (``doctor``, ``repr(handle)``, the exporters'
+logs, the gRPC target) can show them. ``resolve_settings`` reads like the README's precedence
+table: one small resolver per setting, each returning its ``Setting`` and origin.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from k8s_otel._headers import (
+    HeaderPairs,
+    HeadersInput,
+    HeaderValue,
+    RedactedHeaders,
+    normalise_headers,
+    parse_headers,
+)
+from k8s_otel._redact import excerpt, split_userinfo
 from k8s_otel.config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
 from k8s_otel.sampling import parse_samples_per_million, validate_samples_per_million
 
 __all__ = [
     "CONFIG_FILE_ENV",
     "EffectiveSettings",
+    "HeaderValue",
     "HeadersInput",
     "Setting",
     "parse_headers",
@@ -32,7 +46,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-HeadersInput = Union[str, Mapping[str, str], Sequence[tuple[str, str]]]
 
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SAMPLER_NAME = "k8s_per_million"
@@ -55,13 +68,6 @@ class Setting(Generic[T]):
         return f"{self.source} ({self.origin})" if self.origin else self.source
 
 
-class _RedactedHeaders(tuple):  # type: ignore[type-arg]
-    """Header pairs whose repr shows the names only: values are credentials."""
-
-    def __repr__(self) -> str:
-        return "(" + ", ".join(f"({name!r}, '***')" for name, _ in self) + ")"
-
-
 @dataclass(frozen=True)
 class EffectiveSettings:
     """Everything ``configure`` builds from, with provenance. ``problems`` lists ignored bad input."""
@@ -73,7 +79,7 @@ class EffectiveSettings:
     certificate: Setting[Optional[str]]
     client_key: Setting[Optional[str]]
     client_certificate: Setting[Optional[str]]
-    headers: Setting[tuple[tuple[str, str], ...]]
+    headers: Setting[HeaderPairs]
     timeout_millis: Setting[float]
     compression: Setting[str]
     sampling_rate_per_million: Setting[Optional[int]]
@@ -89,6 +95,10 @@ class EffectiveSettings:
     def grpc_target(self) -> str:
         """The endpoint as a gRPC target: scheme and path removed for http(s), dns authority fixed."""
         return grpc_target(self.endpoint.value)
+
+    def header_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The headers with their values, for the exporter: the one place values are revealed."""
+        return tuple((name, value.reveal()) for name, value in self.headers.value)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``k8s-otel doctor --json``; header values are never included."""
@@ -112,6 +122,7 @@ def grpc_target(endpoint: str) -> str:
     form that kube-apiserver validation accepts) means the host, not a DNS server authority, so it
     becomes ``dns:///host:port``. ``dns:///…``, ``unix:…`` and ``unix-abstract:…`` pass through.
     """
+    endpoint = split_userinfo(endpoint)[0]  # credentials are never part of a target
     lowered = endpoint.lower()
     if lowered.startswith(("http://", "https://")):
         return urlsplit(endpoint).netloc
@@ -123,12 +134,19 @@ def grpc_target(endpoint: str) -> str:
     return endpoint
 
 
+def _quoted(value: object) -> str:
+    """A value as problems show it: quoted, escaped, at most 40 characters, never a credential."""
+    return "'" + excerpt(value) + "'"
+
+
 class _Resolver:
-    """Collects values with provenance and the problems met on the way."""
+    """The inputs of one resolution (arguments, environment, file) and the problems met on the way."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[str] = []
+        self.config: Optional[TracingConfiguration] = None
+        self.file_origin = ""
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -147,7 +165,7 @@ class _Resolver:
             return None
         if value.lower() in (_TRUE, _FALSE):
             return Setting(value.lower() == _TRUE, "env", name)
-        self.problem(f"{name}: Invalid value: {value[:40]!r}: must be true or false; ignored")
+        self.problem(f"{name}: Invalid value: {_quoted(value)}: must be true or false; ignored")
         return None
 
     def env_number(self, name: str, default: float, *, integer: bool) -> Setting[Any]:
@@ -160,50 +178,249 @@ class _Resolver:
             number = -1
         if not 0 < number < float("inf"):  # also refuses NaN
             self.problem(
-                f"{name}: Invalid value: {value[:40]!r}: must be a positive number; using {default:g}"
+                f"{name}: Invalid value: {_quoted(value)}: must be a positive number; using {default:g}"
             )
             return Setting(int(default) if integer else default, "default")
         return Setting(number, "env", name)
 
-
-def parse_headers(text: str, problems: Optional[list[str]] = None) -> tuple[tuple[str, str], ...]:
-    """Parse ``OTEL_EXPORTER_OTLP_HEADERS``: ``k=v`` pairs, comma separated, percent-decoded.
-
-    A malformed pair is skipped and reported by its position and key only, never its value.
-    """
-    pairs: list[tuple[str, str]] = []
-    for position, item in enumerate(text.split(","), start=1):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = unquote(name.strip()).lower()
-        if not sep or not name or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
-            # Without "=" the entry may be a pasted token: show nothing of it.
-            shown = name if sep and name and len(name) <= 64 and name.isprintable() else "<redacted>"
-            message = (
-                f"OTEL_EXPORTER_OTLP_HEADERS: entry {position} ({shown!r}) is not a valid name=value pair"
-            )
-            if problems is not None:
-                problems.append(message + "; skipped")
-            continue
-        pairs.append((name, unquote(value.strip())))
-    return tuple(pairs)
+    def file_value(self, name: str) -> Any:
+        """A field of the TracingConfiguration file, or None when there is no file or no such field."""
+        return getattr(self.config, name) if self.config is not None else None
 
 
-def _normalise_headers(headers: HeadersInput, problems: list[str]) -> tuple[tuple[str, str], ...]:
-    if isinstance(headers, str):
-        return parse_headers(headers, problems)
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((str(name).lower(), str(value)) for name, value in items)
+# --- one resolver per setting, in the order of the README's table ---------------------------------
 
 
-def _load_file(path: str, source: str, origin: str, resolver: _Resolver) -> Optional[TracingConfiguration]:
+def _resolve_config_file(
+    r: _Resolver, argument: Optional[Union[str, os.PathLike[str]]]
+) -> Setting[Optional[str]]:
+    """The TracingConfiguration file: argument, then ``K8S_OTEL_TRACING_CONFIG``. Loads it into ``r``."""
+    setting: Setting[Optional[str]] = Setting(None, "default")
+    if argument is not None:
+        setting = Setting(os.fspath(argument), "argument")
+    else:
+        path, name = r.env(CONFIG_FILE_ENV)
+        if path is not None:
+            setting = Setting(path, "env", name)
+    if setting.value is not None:
+        r.config = _load_file(setting.value, setting.source, setting.origin, r)
+        r.file_origin = setting.value
+    return setting
+
+
+def _load_file(path: str, source: str, origin: str, r: _Resolver) -> Optional[TracingConfiguration]:
+    where = f" ({origin})" if source == "env" else ""
     try:
         return load_tracing_configuration(path)
     except TracingConfigurationError as error:
-        where = f" ({origin})" if source == "env" else ""
-        resolver.problem(f"{error}{where}; the file is ignored")
-        return None
+        r.problem(f"{error}{where}; the file is ignored")
+    except Exception as error:  # telemetry never breaks start-up, whatever the file holds
+        r.problem(
+            f"tracing configuration {path!r}{where} cannot be read ({type(error).__name__}); the file is ignored"
+        )
+    return None
+
+
+def _resolve_protocol(
+    r: _Resolver, argument: Optional[str], endpoint_argument: Optional[str]
+) -> Setting[str]:
+    """Argument, then gRPC when the file gives the endpoint (a TracingConfiguration is OTLP/gRPC), then env."""
+    env_protocol, env_name = r.env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    if argument is not None:
+        return Setting(argument.strip().lower(), "argument")
+    if endpoint_argument is None and r.file_value("endpoint") is not None:
+        if env_protocol is not None and env_protocol.lower() != GRPC:
+            r.problem(
+                f"{env_name}={excerpt(env_protocol)} is ignored: the endpoint comes from the "
+                f"TracingConfiguration file {r.file_origin}, which is always OTLP/gRPC"
+            )
+        return Setting(GRPC, "file", r.file_origin)
+    if env_protocol is not None:
+        return Setting(env_protocol.lower(), "env", env_name)
+    return Setting(GRPC, "default")
+
+
+def _default_endpoint(protocol: Setting[str]) -> str:
+    return DEFAULT_HTTP_ENDPOINT if protocol.value == HTTP_PROTOBUF else DEFAULT_GRPC_ENDPOINT
+
+
+def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[str]) -> Setting[str]:
+    """Argument, file, ``..._TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/traces`` for HTTP), default.
+
+    Userinfo is dropped and reported; an unparseable endpoint raises as an argument (a code
+    error) and is reported and replaced by the default otherwise.
+    """
+    setting = _chosen_endpoint(r, argument, protocol)
+    stripped, had_userinfo = split_userinfo(setting.value)
+    if setting.source == "file" and r.config is not None and r.config.userinfo_dropped:
+        had_userinfo = True  # the loader already dropped it
+    if had_userinfo:
+        setting = Setting(stripped, setting.source, setting.origin)
+        r.problem(
+            f"endpoint {_quoted(stripped)} ({setting.describe()}): the user information before '@' is ignored "
+            "and never sent; put credentials in OTEL_EXPORTER_OTLP_HEADERS"
+        )
+    try:
+        grpc_target(setting.value)
+    except ValueError as error:
+        message = f"endpoint {_quoted(setting.value)} ({setting.describe()}) cannot be parsed: {error}"
+        if setting.source == "argument":
+            raise ValueError(message) from None
+        default = _default_endpoint(protocol)
+        r.problem(f"{message}; using {default}")
+        return Setting(default, "default")
+    return setting
+
+
+def _chosen_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[str]) -> Setting[str]:
+    if argument is not None:
+        return Setting(argument.strip(), "argument")
+    file_endpoint = r.file_value("endpoint")
+    if file_endpoint is not None:
+        return Setting(file_endpoint, "file", r.file_origin)
+    traces, traces_name = r.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces is not None:
+        return Setting(traces, "env", traces_name)
+    base, base_name = r.env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base is not None:
+        if protocol.value == HTTP_PROTOBUF:
+            base = base.rstrip("/") + "/v1/traces"
+        return Setting(base, "env", base_name)
+    return Setting(_default_endpoint(protocol), "default")
+
+
+def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
+    value, name = r.env(*names)
+    if value is None:
+        return Setting(None, "default")
+    if not os.path.isfile(value):
+        r.problem(f"{name}: file {value[:200]!r} does not exist or is not a file")  # a path, not a secret
+    return Setting(value, "env", name)
+
+
+def _scheme(endpoint: str) -> str:
+    return endpoint.partition("://")[0].lower() if "://" in endpoint else ""
+
+
+def _resolve_insecure(
+    r: _Resolver,
+    argument: Optional[bool],
+    endpoint: Setting[str],
+    certificate: Setting[Optional[str]],
+    client_certificate: Setting[Optional[str]],
+) -> Setting[bool]:
+    """Argument, the endpoint's scheme, ``..._INSECURE``, TLS when a certificate is given, else plaintext."""
+    scheme = _scheme(endpoint.value)
+    if argument is not None:
+        return Setting(bool(argument), "argument")
+    if scheme in ("http", "https"):
+        return Setting(scheme == "http", endpoint.source, f"{scheme}:// endpoint")
+    from_env = r.env_bool("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+    if from_env is not None:
+        return from_env
+    if certificate.value or client_certificate.value:
+        return Setting(False, certificate.source, "certificate given")
+    return Setting(True, "default", "plaintext, as the Kubernetes components")
+
+
+def _http_endpoint(r: _Resolver, endpoint: Setting[str], protocol: Setting[str]) -> Setting[str]:
+    """OTLP/HTTP needs a URL: a bare ``host:port`` gets ``http://``, and says so."""
+    if protocol.value != HTTP_PROTOBUF or _scheme(endpoint.value) in ("http", "https"):
+        return endpoint
+    r.problem(
+        f"endpoint {_quoted(endpoint.value)} has no http:// or https:// scheme, which OTLP/HTTP needs; "
+        f"using http://{excerpt(endpoint.value)}"
+    )
+    return Setting(f"http://{endpoint.value}", endpoint.source, endpoint.origin)
+
+
+def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[HeaderPairs]:
+    """Argument, then ``..._TRACES_HEADERS``, then ``OTEL_EXPORTER_OTLP_HEADERS``; values checked and hidden."""
+    if argument is not None:
+        return Setting(RedactedHeaders(normalise_headers(argument, r.problems)), "argument")
+    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    if text is None:
+        return Setting(RedactedHeaders(()), "default")
+    return Setting(RedactedHeaders(parse_headers(text, r.problems, origin=name)), "env", name)
+
+
+def _resolve_timeout(r: _Resolver) -> Setting[float]:
+    """Milliseconds, as the OTel spec and the Go components read it."""
+    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    if text is None:
+        return Setting(10_000.0, "default")
+    return r.env_number(name, 10_000.0, integer=False)
+
+
+def _resolve_compression(r: _Resolver) -> Setting[str]:
+    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+    if text is None:
+        return Setting("none", "default")
+    if text.lower() in ("gzip", "none"):
+        return Setting(text.lower(), "env", name)
+    r.problem(f"{name}: Invalid value: {_quoted(text)}: must be gzip or none; using none")
+    return Setting("none", "default")
+
+
+def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Optional[int]]:
+    """Argument, file, ``OTEL_TRACES_SAMPLER=k8s_per_million`` + its argument, else unset."""
+    if argument is not None:
+        return Setting(argument, "argument")
+    file_rate = r.file_value("sampling_rate_per_million")
+    if file_rate is not None:
+        return Setting(file_rate, "file", r.file_origin)
+    unset: Setting[Optional[int]] = Setting(None, "default", "unset: parent-based, roots never sampled")
+    sampler_name, _ = r.env("OTEL_TRACES_SAMPLER")
+    if sampler_name is None:
+        return unset
+    if sampler_name != SAMPLER_NAME:
+        r.problem(
+            f"OTEL_TRACES_SAMPLER={excerpt(sampler_name)} is ignored: k8s_otel.configure() always uses the "
+            f"Kubernetes per-million sampler; set OTEL_TRACES_SAMPLER={SAMPLER_NAME} and "
+            "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
+        )
+        return unset
+    arg, arg_name = r.env("OTEL_TRACES_SAMPLER_ARG")
+    try:
+        rate = parse_samples_per_million(arg)
+    except ValueError as error:
+        r.problem(f"OTEL_TRACES_SAMPLER_ARG: {error}; roots will not be sampled")
+        return unset
+    return unset if rate is None else Setting(rate, "env", arg_name)
+
+
+def _resolve_service_name(r: _Resolver, argument: Optional[str]) -> Setting[Optional[str]]:
+    if argument is not None:
+        return Setting(argument, "argument")
+    value, name = r.env("OTEL_SERVICE_NAME")
+    return Setting(value, "env", name) if value else Setting(None, "default")
+
+
+def _resolve_batch_sizes(r: _Resolver) -> tuple[Setting[int], Setting[int]]:
+    """``OTEL_BSP_MAX_QUEUE_SIZE`` and ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``; a batch larger than the queue is clamped."""
+    batch = r.env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, integer=True)
+    queue = r.env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, integer=True)
+    if batch.value > queue.value:
+        r.problem(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch.value}) is larger than OTEL_BSP_MAX_QUEUE_SIZE "
+            f"({queue.value}); using {queue.value}"
+        )
+        batch = Setting(queue.value, batch.source, batch.origin)
+    return queue, batch
+
+
+def _check_protocol(r: _Resolver, protocol: Setting[str], endpoint: Setting[str]) -> None:
+    """Report a protocol we cannot honour, and gRPC aimed at the OTLP/HTTP port."""
+    if protocol.value not in (GRPC, HTTP_PROTOBUF):
+        r.problem(
+            f"OTLP protocol {_quoted(protocol.value)} ({protocol.describe()}) is not supported: "
+            "use grpc or http/protobuf; no spans will be exported"
+        )
+    elif protocol.value == GRPC and _port(endpoint.value) == "4318":
+        r.problem(
+            f"endpoint {endpoint.value} uses port 4318, the OTLP/HTTP port, but the protocol is gRPC; "
+            "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use port 4317"
+        )
 
 
 def resolve_settings(
@@ -218,195 +435,32 @@ def resolve_settings(
     environ: Optional[Mapping[str, str]] = None,
 ) -> EffectiveSettings:
     """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
-    resolver = _Resolver(os.environ if environ is None else environ)
-    env = resolver.env
+    r = _Resolver(os.environ if environ is None else environ)
     rate_argument = validate_samples_per_million(sampling_rate_per_million)
-
-    disabled = resolver.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
-
-    # The TracingConfiguration file.
-    file_setting: Setting[Optional[str]] = Setting(None, "default")
-    config: Optional[TracingConfiguration] = None
-    if config_file is not None:
-        file_setting = Setting(os.fspath(config_file), "argument")
-    else:
-        path, name = env(CONFIG_FILE_ENV)
-        if path is not None:
-            file_setting = Setting(path, "env", name)
-    if file_setting.value is not None:
-        config = _load_file(file_setting.value, file_setting.source, file_setting.origin, resolver)
-    file_origin = file_setting.value or ""
-
-    # Protocol: a TracingConfiguration endpoint is OTLP/gRPC by definition.
-    protocol_setting: Setting[str]
-    env_protocol, env_protocol_name = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-    if protocol is not None:
-        protocol_setting = Setting(protocol.strip().lower(), "argument")
-    elif endpoint is None and config is not None and config.endpoint is not None:
-        protocol_setting = Setting(GRPC, "file", file_origin)
-        if env_protocol is not None and env_protocol.lower() != GRPC:
-            resolver.problem(
-                f"{env_protocol_name}={env_protocol} is ignored: the endpoint comes from the "
-                f"TracingConfiguration file {file_origin}, which is always OTLP/gRPC"
-            )
-    elif env_protocol is not None:
-        protocol_setting = Setting(env_protocol.lower(), "env", env_protocol_name)
-    else:
-        protocol_setting = Setting(GRPC, "default")
-
-    # Endpoint.
-    endpoint_setting: Setting[str]
-    if endpoint is not None:
-        endpoint_setting = Setting(endpoint.strip(), "argument")
-    elif config is not None and config.endpoint is not None:
-        endpoint_setting = Setting(config.endpoint, "file", file_origin)
-    else:
-        traces_endpoint, traces_name = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        base_endpoint, base_name = env("OTEL_EXPORTER_OTLP_ENDPOINT")
-        if traces_endpoint is not None:
-            endpoint_setting = Setting(traces_endpoint, "env", traces_name)
-        elif base_endpoint is not None:
-            if protocol_setting.value == HTTP_PROTOBUF:
-                base_endpoint = base_endpoint.rstrip("/") + "/v1/traces"
-            endpoint_setting = Setting(base_endpoint, "env", base_name)
-        elif protocol_setting.value == HTTP_PROTOBUF:
-            endpoint_setting = Setting(DEFAULT_HTTP_ENDPOINT, "default")
-        else:
-            endpoint_setting = Setting(DEFAULT_GRPC_ENDPOINT, "default")
-
-    # An endpoint that cannot be parsed: a code error as an argument, a reported problem otherwise.
-    try:
-        grpc_target(endpoint_setting.value)
-    except ValueError as error:
-        message = f"endpoint {endpoint_setting.value[:80]!r} ({endpoint_setting.describe()}) cannot be parsed: {error}"
-        if endpoint_setting.source == "argument":
-            raise ValueError(message) from None
-        default = DEFAULT_HTTP_ENDPOINT if protocol_setting.value == HTTP_PROTOBUF else DEFAULT_GRPC_ENDPOINT
-        resolver.problem(f"{message}; using {default}")
-        endpoint_setting = Setting(default, "default")
-
-    # TLS material and the insecure flag.
-    def path_setting(*names: str) -> Setting[Optional[str]]:
-        value, name = env(*names)
-        if value is None:
-            return Setting(None, "default")
-        if not os.path.isfile(value):
-            resolver.problem(f"{name}: file {value!r} does not exist or is not a file")
-        return Setting(value, "env", name)
-
-    certificate = path_setting("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
-    client_key = path_setting("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
-    client_certificate = path_setting(
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+    sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
+    config_file_setting = _resolve_config_file(r, config_file)
+    protocol_setting = _resolve_protocol(r, protocol, endpoint)
+    endpoint_setting = _resolve_endpoint(r, endpoint, protocol_setting)
+    certificate = _resolve_tls_file(
+        r, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
     )
-    scheme = endpoint_setting.value.partition("://")[0].lower() if "://" in endpoint_setting.value else ""
-    insecure_setting: Setting[bool]
-    if insecure is not None:
-        insecure_setting = Setting(bool(insecure), "argument")
-    elif scheme in ("http", "https"):
-        insecure_setting = Setting(scheme == "http", endpoint_setting.source, f"{scheme}:// endpoint")
-    else:
-        insecure_setting = resolver.env_bool(
-            "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"
-        ) or (
-            Setting(False, certificate.source, "certificate given")
-            if certificate.value or client_certificate.value
-            else Setting(True, "default", "plaintext, as the Kubernetes components")
-        )
-    if protocol_setting.value == HTTP_PROTOBUF and scheme not in ("http", "https"):
-        resolver.problem(
-            f"endpoint {endpoint_setting.value!r} has no http:// or https:// scheme, which OTLP/HTTP needs; "
-            f"using http://{endpoint_setting.value}"
-        )
-        endpoint_setting = Setting(
-            f"http://{endpoint_setting.value}", endpoint_setting.source, endpoint_setting.origin
-        )
-
-    # Headers (credentials: never logged).
-    headers_setting: Setting[tuple[tuple[str, str], ...]]
-    if headers is not None:
-        headers_setting = Setting(
-            _RedactedHeaders(_normalise_headers(headers, resolver.problems)), "argument"
-        )
-    else:
-        text, name = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
-        if text is None:
-            headers_setting = Setting(_RedactedHeaders(()), "default")
-        else:
-            parsed = parse_headers(text, resolver.problems)
-            headers_setting = Setting(_RedactedHeaders(parsed), "env", name)
-
-    # Timeout: milliseconds, as the OTel spec and the Go components read it.
-    timeout_text, timeout_name = env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
-    timeout_setting: Setting[float] = Setting(10_000.0, "default")
-    if timeout_text is not None:
-        timeout_setting = resolver.env_number(timeout_name, 10_000.0, integer=False)
-
-    compression_text, compression_name = env(
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"
+    client_key = _resolve_tls_file(r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    client_certificate = _resolve_tls_file(
+        r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
     )
-    compression_setting: Setting[str] = Setting("none", "default")
-    if compression_text is not None:
-        if compression_text.lower() in ("gzip", "none"):
-            compression_setting = Setting(compression_text.lower(), "env", compression_name)
-        else:
-            resolver.problem(
-                f"{compression_name}: Invalid value: {compression_text[:40]!r}: must be gzip or none; using none"
-            )
-
-    # Sampling rate.
-    rate_setting: Setting[Optional[int]]
-    if sampling_rate_per_million is not None:
-        rate_setting = Setting(rate_argument, "argument")
-    elif config is not None and config.sampling_rate_per_million is not None:
-        rate_setting = Setting(config.sampling_rate_per_million, "file", file_origin)
-    else:
-        rate_setting = Setting(None, "default", "unset: parent-based, roots never sampled")
-        sampler_name, _ = env("OTEL_TRACES_SAMPLER")
-        if sampler_name == SAMPLER_NAME:
-            arg, arg_name = env("OTEL_TRACES_SAMPLER_ARG")
-            try:
-                parsed_rate = parse_samples_per_million(arg)
-            except ValueError as error:
-                resolver.problem(f"OTEL_TRACES_SAMPLER_ARG: {error}; roots will not be sampled")
-            else:
-                if parsed_rate is not None:
-                    rate_setting = Setting(parsed_rate, "env", arg_name)
-        elif sampler_name is not None:
-            resolver.problem(
-                f"OTEL_TRACES_SAMPLER={sampler_name[:40]} is ignored: k8s_otel.configure() always uses the "
-                f"Kubernetes per-million sampler; set OTEL_TRACES_SAMPLER={SAMPLER_NAME} and "
-                "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
-            )
-
-    if service_name is not None:
-        service_setting: Setting[Optional[str]] = Setting(service_name, "argument")
-    else:
-        value, name = env("OTEL_SERVICE_NAME")
-        service_setting = Setting(value, "env", name) if value else Setting(None, "default")
-
-    batch = resolver.env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, integer=True)
-    queue = resolver.env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, integer=True)
-    if batch.value > queue.value:
-        resolver.problem(
-            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch.value}) is larger than OTEL_BSP_MAX_QUEUE_SIZE "
-            f"({queue.value}); using {queue.value}"
-        )
-        batch = Setting(queue.value, batch.source, batch.origin)
-
-    if protocol_setting.value not in (GRPC, HTTP_PROTOBUF):
-        resolver.problem(
-            f"OTLP protocol {protocol_setting.value!r} ({protocol_setting.describe()}) is not supported: "
-            "use grpc or http/protobuf; no spans will be exported"
-        )
-    elif protocol_setting.value == GRPC and _port(endpoint_setting.value) == "4318":
-        resolver.problem(
-            f"endpoint {endpoint_setting.value} uses port 4318, the OTLP/HTTP port, but the protocol is gRPC; "
-            "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use port 4317"
-        )
-
+    insecure_setting = _resolve_insecure(r, insecure, endpoint_setting, certificate, client_certificate)
+    endpoint_setting = _http_endpoint(r, endpoint_setting, protocol_setting)
+    headers_setting = _resolve_headers(r, headers)
+    timeout = _resolve_timeout(r)
+    compression = _resolve_compression(r)
+    rate = _resolve_sampling_rate(r, rate_argument)
+    service = _resolve_service_name(r, service_name)
+    queue, batch = _resolve_batch_sizes(r)
+    _check_protocol(r, protocol_setting, endpoint_setting)
+    schedule_delay = r.env_number("OTEL_BSP_SCHEDULE_DELAY", 5000.0, integer=False)
+    export_timeout = r.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False)
     return EffectiveSettings(
-        sdk_disabled=disabled,
+        sdk_disabled=sdk_disabled,
         protocol=protocol_setting,
         endpoint=endpoint_setting,
         insecure=insecure_setting,
@@ -414,16 +468,16 @@ def resolve_settings(
         client_key=client_key,
         client_certificate=client_certificate,
         headers=headers_setting,
-        timeout_millis=timeout_setting,
-        compression=compression_setting,
-        sampling_rate_per_million=rate_setting,
-        service_name=service_setting,
-        config_file=file_setting,
-        schedule_delay_millis=resolver.env_number("OTEL_BSP_SCHEDULE_DELAY", 5000.0, integer=False),
+        timeout_millis=timeout,
+        compression=compression,
+        sampling_rate_per_million=rate,
+        service_name=service,
+        config_file=config_file_setting,
+        schedule_delay_millis=schedule_delay,
         max_queue_size=queue,
         max_export_batch_size=batch,
-        export_timeout_millis=resolver.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False),
-        problems=tuple(resolver.problems),
+        export_timeout_millis=export_timeout,
+        problems=tuple(r.problems),
     )
 
 

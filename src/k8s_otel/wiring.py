@@ -24,6 +24,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._redact import split_userinfo
 from k8s_otel.exporter import build_exporter
 from k8s_otel.resource import KubernetesResourceDetector
 from k8s_otel.sampling import PerMillionSampler
@@ -257,7 +258,7 @@ def _same_or_raise(handle: TracingHandle, arguments: Mapping[str, Any]) -> Traci
         shown = ", ".join(
             f"{name}: <redacted>"
             if name == "headers"
-            else f"{name}: {handle._arguments.get(name)!r} -> {arguments[name]!r}"
+            else f"{name}: {_shown_argument(handle._arguments.get(name))} -> {_shown_argument(arguments[name])}"
             for name in changed
         )
         raise AlreadyConfiguredError(
@@ -265,6 +266,13 @@ def _same_or_raise(handle: TracingHandle, arguments: Mapping[str, Any]) -> Traci
             "a process has one global TracerProvider. Pass install=False for a separate one"
         )
     return handle
+
+
+def _shown_argument(value: object) -> str:
+    """An argument as an error shows it: an endpoint's userinfo (a credential) is never shown."""
+    if isinstance(value, str):
+        return repr(split_userinfo(value)[0])
+    return repr(value)
 
 
 def _build(
