@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import k8s_otel
 from k8s_otel.cli import main as cli_main
-from k8s_otel.receiver import OTLPReceiver
+from k8s_otel.cli.receiver import OTLPReceiver
 
 # Credential-looking canaries, one per way a secret is handed over.
 TOKEN = "dG9rZW4tY2FuYXJ5LTExMTExMTExMTE"  # a bearer token read from a file, trailing newline
