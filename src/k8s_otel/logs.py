@@ -46,6 +46,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _lock = threading.Lock()
 _previous_factory: Optional[Callable[..., logging.LogRecord]] = None
 _service: list[Any] = [None, ""]  # [provider the name was read from, service.name]
+_final_service: list[Optional[str]] = [None]  # the global provider is set once: then this never changes
 
 
 def log_correlation_from_env() -> bool:
@@ -54,16 +55,20 @@ def log_correlation_from_env() -> bool:
 
 
 def _service_name() -> str:
+    """``service.name`` of the global provider; final once a real provider is installed (set once)."""
     provider = trace.get_tracer_provider()
     if provider is not _service[0]:
         resource = getattr(provider, "resource", None)
         name = resource.attributes.get("service.name", "") if resource is not None else ""
         _service[0], _service[1] = provider, str(name)
+        if not isinstance(provider, trace.ProxyTracerProvider):
+            _final_service[0] = str(name)
     return str(_service[1])
 
 
 def _make_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     get_current_span = trace.get_current_span
+    final = _final_service
 
     def correlated_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -76,7 +81,9 @@ def _make_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., l
             else:
                 trace_id = span_id = ""
                 sampled = False
-            service = _service_name()
+            service = final[0]
+            if service is None:
+                service = _service_name()
         except Exception:  # a record must always be made, whatever the tracing state
             trace_id = span_id = service = ""
             sampled = False
@@ -134,6 +141,14 @@ def disable_log_correlation() -> None:
             _previous_factory = None
 
 
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``, or the raw message and arguments when they do not format."""
+    try:
+        return record.getMessage()
+    except Exception:  # a bad %-format in a log call must not lose the line
+        return f"{record.msg!s} {record.args!r}"
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per line, with the trace fields a backend links on (``trace_id``, ``span_id``).
 
@@ -154,7 +169,7 @@ class JSONFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
             "trace_id": getattr(record, "trace_id", ""),
             "span_id": getattr(record, "span_id", ""),
             "trace_sampled": bool(getattr(record, "otelTraceSampled", False)),
