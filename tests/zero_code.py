@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +76,22 @@ def read_report(process: subprocess.Popen[str]) -> dict[str, Any]:
         stderr = process.stderr.read() if process.stderr is not None else ""
         raise AssertionError(f"the app exited ({process.returncode}) before reporting:\n{stderr}")
     result: dict[str, Any] = json.loads(line)
+    if "port" in result:
+        _wait_for_port(int(result["port"]))
     return result
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """The app prints its port before its server loop starts listening (uvicorn with a given socket)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, str]:
