@@ -70,6 +70,9 @@ class KubernetesConfigurator(_OTelSDKConfigurator):
             # The declarative file replaces every variable, ours included: the SDK reads it, and
             # k8s-otel takes part through its entry points (sampler, detector, propagator).
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+            from k8s_otel.logs import apply_log_correlation
+
+            apply_log_correlation(None)  # the contrib variable, not the SDK's: the file does not cover it
             return
         configure_from_environment(kwargs.get("auto_instrumentation_version"))
 
