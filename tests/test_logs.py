@@ -169,3 +169,31 @@ def test_the_webhook_warning_about_a_rejected_response_carries_the_trace(
     [warning] = [r for r in handler.records if "would reject" in r.getMessage()]
     assert warning.trace_id == f"{span.context.trace_id:032x}"  # type: ignore[attr-defined]
     assert warning.span_id == f"{span.context.span_id:016x}"  # type: ignore[attr-defined]
+
+
+def test_configure_log_correlation_with_the_json_formatter(otlp_receiver: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+    env["PYTHONPATH"] = str(tests)
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.configured", otlp_receiver.endpoint],
+        env=env,
+        cwd=str(tests),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    inside, outside, roots = result.stdout.splitlines()
+    [span] = otlp_receiver.wait_for_spans(1, timeout=5)
+    assert json.loads(inside)["trace_id"] == span.trace_id
+    assert json.loads(inside)["span_id"] == span.span_id
+    assert json.loads(inside)["service.name"] == "configured"
+    assert json.loads(outside)["trace_id"] == "" and json.loads(outside)["trace_sampled"] is False
+    assert roots == "root handlers: 0"  # the argument adds fields only: no basicConfig
