@@ -151,3 +151,18 @@ def operator_env(collector_port: int) -> dict[str, str]:
     }.items():
         env.setdefault(name, value)
     return env
+
+
+def test_metrics_and_logs_exporters_keep_their_stock_meaning(otlp_receiver: OTLPReceiver) -> None:
+    env = distro_env(otlp_receiver, OTEL_METRICS_EXPORTER="console", OTEL_TRACES_EXPORTER="console")
+    with instrumented("apps.plain", env) as process:
+        report = read_report(process)
+        _, stderr = stop(process)
+    assert report["meter_provider"] == "MeterProvider"  # the SDK's, set up as the stock configurator does
+    assert "OTEL_TRACES_EXPORTER='console' is not used by the k8s configurator" in stderr
+    assert [span.name for span in otlp_receiver.wait_for_spans(1, timeout=5)] == ["work"]  # still OTLP
+
+    otlp_receiver.clear()
+    with instrumented("apps.plain", distro_env(otlp_receiver)) as process:
+        assert read_report(process)["meter_provider"] == "_ProxyMeterProvider"  # unset: none, as stock
+        stop(process)

@@ -45,7 +45,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 _lock = threading.Lock()
 _previous_factory: Optional[Callable[..., logging.LogRecord]] = None
-_service: list[Any] = [None, ""]  # [provider the name was read from, service.name]
+_service: list[Any] = [None, "", 0.0]  # [provider the name was read from, service.name, next look]
 _final_service: list[Optional[str]] = [None]  # the global provider is set once: then this never changes
 
 
@@ -82,8 +82,12 @@ def _make_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., l
                 trace_id = span_id = ""
                 sampled = False
             service = final[0]
-            if service is None:
-                service = _service_name()
+            if service is None:  # no provider installed yet: look again at most once a second
+                if record.created >= _service[2]:
+                    _service[2] = record.created + 1.0
+                    service = _service_name()
+                else:
+                    service = _service[1]
         except Exception:  # a record must always be made, whatever the tracing state
             trace_id = span_id = service = ""
             sampled = False

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
         "provider": type(provider).__name__,
         "sampler": getattr(provider, "sampler", None) and provider.sampler.get_description(),  # type: ignore[attr-defined]
         "propagator": type(propagate.get_global_textmap()).__name__,
+        "meter_provider": type(metrics.get_meter_provider()).__name__,
         "trace_id": f"{context.trace_id:032x}",
         "resource": dict(getattr(provider, "resource", None).attributes)
         if hasattr(provider, "resource")
