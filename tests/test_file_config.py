@@ -186,3 +186,27 @@ def test_an_app_under_opentelemetry_instrument_with_otel_config_file(
     assert span.trace_id == report["trace_id"]
     inside = next(line for line in stderr.splitlines() if "inside the span" in line)
     assert f"trace_id={span.trace_id}" in inside
+
+
+def test_a_schema_error_names_where_never_the_value(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.configuration")
+    canary = "Bearer canary-4f1c9e"
+    path = config(
+        tmp_path,
+        f"""
+        file_format: "1.0"
+        tracer_provider:
+          processors:
+            - batch:
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:4317
+                    headers: "{canary}"
+          sampler:
+            k8s_per_million:
+        """,
+    )
+    report = check_config_file(path, environ={RATE_ENV: "1"})
+    [problem] = report.problems
+    assert "does not match the configuration schema at tracer_provider -> processors -> 0" in problem
+    assert canary not in problem and "canary" not in repr(report)

@@ -225,9 +225,21 @@ def _check_schema(path: Union[str, os.PathLike[str]], report: FileConfigReport) 
         load_config_file(path)
         report.schema_checked = True
     except ConfigurationError as error:
-        report.problems.append(f"{report.path}: {str(error)[:500]}")
+        report.problems.append(_schema_problem(report.path, error))
     except Exception as error:
         report.problems.append(f"{report.path}: the SDK could not load it ({type(error).__name__})")
+
+
+def _schema_problem(path: str, error: Exception) -> str:
+    """Where the file breaks the schema, never the offending value: it may be an OTLP header."""
+    cause = error.__cause__
+    validator = getattr(cause, "validator", None)
+    if validator is not None:
+        where = " -> ".join(str(part) for part in getattr(cause, "absolute_path", ())) or "the top level"
+        return f"{path}: does not match the configuration schema at {where} (rule {validator!s}; the value is not shown)"
+    if cause is not None:
+        return f"{path}: opentelemetry-configuration rejected it ({type(cause).__name__})"
+    return f"{path}: {str(error)[:300]}"  # the package's own messages (file_format, empty file)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
