@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import string
-from typing import Optional
+import time
+from typing import Any, Optional
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.util._importlib_metadata import entry_points
@@ -83,3 +86,57 @@ def test_what_looks_like_an_admission_review() -> None:
 @given(st.text(max_size=20), st.one_of(st.none(), st.text(max_size=60)), paths)
 def test_the_check_never_raises(method: str, content_type: Optional[str], path: str) -> None:
     assert looks_like_admission(method, content_type, path, ALL) in (True, False)
+
+
+def wait_for_spans(memory: Any, count: int) -> Any:
+    deadline = time.monotonic() + 5
+    while len(memory.get_finished_spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return memory.get_finished_spans()
+
+
+def test_instrument_and_uninstrument_a_real_flask_app(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import flask
+    import requests
+
+    from k8s_otel.instrumentation import admission
+    from recording import recording_provider
+    from webhook_support import review, wsgi_server
+
+    monkeypatch.setenv("K8S_OTEL_ADMISSION_WEBHOOK_TYPE", "Mutating")
+    provider, memory = recording_provider()
+    instrumentor = AdmissionInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, routes="/mutate")
+    try:
+        assert admission._state.tracer is not None and admission._state.tracer.webhook_type == "mutating"
+        app = flask.Flask(__name__)
+
+        @app.post("/mutate")
+        def mutate() -> Any:
+            uid = flask.request.get_json()["request"]["uid"]
+            answer = {"uid": uid, "allowed": True}
+            return flask.jsonify(
+                {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": answer}
+            )
+
+        with wsgi_server(app) as port:
+            assert (
+                requests.post(f"http://127.0.0.1:{port}/mutate", json=review(), timeout=5).status_code == 200
+            )
+            [span] = wait_for_spans(memory, 1)  # werkzeug ends it just after the client has the response
+            assert span.attributes is not None and span.attributes["admission.webhook.type"] == "mutating"
+            instrumentor.uninstrument()
+            assert (
+                requests.post(f"http://127.0.0.1:{port}/mutate", json=review(), timeout=5).status_code == 200
+            )
+            time.sleep(0.3)
+            assert len(memory.get_finished_spans()) == 1  # off: the app as it was
+    finally:
+        instrumentor.uninstrument()
+    monkeypatch.setenv("K8S_OTEL_ADMISSION_WEBHOOK_TYPE", "both")
+    with caplog.at_level(logging.ERROR):
+        instrumentor.instrument(tracer_provider=provider)
+        instrumentor.uninstrument()
+    assert "K8S_OTEL_ADMISSION_WEBHOOK_TYPE='both' is not 'validating' or 'mutating': ignored" in caplog.text
