@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-from k8s_otel.receiver import OTLPReceiver, ReceivedSpan
+try:  # the receiver's home after the CLI became a package; before, a module of its own
+    from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
+except ImportError:
+    from k8s_otel.receiver import OTLPReceiver, ReceivedSpan  # type: ignore[no-redef]
 
 __all__ = ["OTLPReceiver", "ReceivedSpan", "distro_env", "instrumented", "read_report", "stop"]
 
@@ -34,7 +37,7 @@ def distro_env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
     }
     env.update(
         {
-            "PYTHONPATH": str(TESTS),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
             "OTEL_PYTHON_DISTRO": "k8s",
             "OTEL_PYTHON_CONFIGURATOR": "k8s",
             "OTEL_TRACES_SAMPLER": "k8s_per_million",

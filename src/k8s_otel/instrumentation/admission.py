@@ -32,7 +32,7 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from k8s_otel.admission import ReviewRequest
-from k8s_otel.webhook._core import WEBHOOK_TYPES, HTTPRequest, WebhookTracer
+from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer
 
 __all__ = [
     "ROUTES_ENV",
@@ -116,7 +116,8 @@ class _BorrowedSpan(Span):
         self._span.set_attribute(key, value)
 
     def add_event(self, name: str, attributes: Attributes = None, timestamp: Optional[int] = None) -> None:
-        self._span.add_event(name, attributes, timestamp)
+        if name != "exception":  # the owner records (or not) the exception: one event, not two
+            self._span.add_event(name, attributes, timestamp)
 
     def update_name(self, name: str) -> None:
         self._span.update_name(name)
@@ -140,11 +141,13 @@ class _BorrowedSpan(Span):
 class _EnrichingWebhookTracer(WebhookTracer):
     """A WebhookTracer that adds to a SERVER span already current instead of starting a second one."""
 
-    def start(self, request: HTTPRequest, route: Optional[str] = None) -> tuple[Span, Context]:
+    def start(self, *args: Any, **kwargs: Any) -> tuple[Span, Context]:
+        # Arguments passed through as they come: the middleware and WebhookTracer agree on them.
         current = trace.get_current_span()
         if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
             return _BorrowedSpan(current), trace.set_span_in_context(current)
-        return super().start(request, route)
+        started: tuple[Span, Context] = super().start(*args, **kwargs)
+        return started
 
 
 @dataclass
