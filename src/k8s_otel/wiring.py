@@ -206,6 +206,7 @@ def configure(
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
     install: bool = True,
+    log_correlation: Optional[bool] = None,
 ) -> TracingHandle:
     """Build, and by default install globally, the TracerProvider kube-apiserver would build.
 
@@ -214,6 +215,7 @@ def configure(
     ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
     Bad files and variables are logged and ignored; only bad arguments raise. A second call with
     the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
+    ``log_correlation`` puts trace ids in every log record (None: ``OTEL_PYTHON_LOG_CORRELATION``).
     """
     arguments = {
         "endpoint": endpoint,
@@ -244,6 +246,9 @@ def configure(
     if handle.installed:
         atexit.register(handle.shutdown)
         _chain_sigterm(handle)
+    from k8s_otel.logs import apply_log_correlation
+
+    apply_log_correlation(log_correlation)
     return handle
 
 

@@ -1,0 +1,141 @@
+"""``opentelemetry-instrument`` with k8s-otel's set-up: the ``k8s`` distro and configurator.
+
+``OTEL_PYTHON_DISTRO=k8s OTEL_PYTHON_CONFIGURATOR=k8s opentelemetry-instrument python app.py`` (or
+the OpenTelemetry Operator's injection, which runs the same ``sitecustomize``) builds the tracing
+that ``k8s_otel.configure()`` builds from the environment, by calling it: the per-million sampler,
+the Kubernetes resource, the exporter with its quirks hidden, fork safety, the SIGTERM flush, the
+bounded shutdown and the settings report. The stock configurator would build a plain SDK provider
+instead, which loses the last four.
+
+What the stock configurator does besides traces keeps its meaning: ``OTEL_METRICS_EXPORTER`` and
+``OTEL_LOGS_EXPORTER`` set up the SDK's meter and logger providers, ``OTEL_PROPAGATORS`` chooses the
+propagators (unset: ``KubernetesPropagator``), and with ``OTEL_CONFIG_FILE`` set the SDK's file
+configuration runs instead of all of this (``k8s_otel.file_config``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+__all__ = ["CONFIGURATOR_NAME", "DISTRO_NAME", "KubernetesConfigurator", "KubernetesDistro"]
+
+_logger = logging.getLogger(__name__)
+
+DISTRO_NAME = "k8s"
+CONFIGURATOR_NAME = "k8s"
+_CONFIGURATOR_ENV = "OTEL_PYTHON_CONFIGURATOR"
+_CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
+_PROPAGATORS_ENV = "OTEL_PROPAGATORS"
+_TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
+_AUTO_VERSION = "telemetry.auto.version"
+
+
+class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package ships no type hints
+    """Selects the ``k8s`` configurator unless one was chosen, so ``OTEL_PYTHON_DISTRO=k8s`` is enough.
+
+    ``opentelemetry-instrument`` reads ``OTEL_PYTHON_CONFIGURATOR`` after the distro has run, and
+    with it unset it would run whichever configurator the metadata scan finds first.
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        os.environ.setdefault(_CONFIGURATOR_ENV, CONFIGURATOR_NAME)
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        """The contrib logging instrumentation keeps its log handler but leaves the fields to us.
+
+        Its record factory would wrap ours and write ``"0"`` over the empty ids outside a span; the
+        values inside a span are the same, and ours adds ``trace_id``/``span_id``.
+        """
+        if entry_point.name == "logging" and _log_correlation_enabled():
+            kwargs.setdefault("set_logging_format", False)
+        super().load_instrumentor(entry_point, **kwargs)
+
+
+def _log_correlation_enabled() -> bool:
+    import logging as stdlib_logging
+
+    return bool(getattr(stdlib_logging.getLogRecordFactory(), "k8s_otel_log_correlation", False))
+
+
+class KubernetesConfigurator(_OTelSDKConfigurator):
+    """Runs ``k8s_otel.configure()`` from the environment; the SDK's file configuration if asked for."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        if os.environ.get(_CONFIG_FILE_ENV):
+            # The declarative file replaces every variable, ours included: the SDK reads it, and
+            # k8s-otel takes part through its entry points (sampler, detector, propagator).
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+            from k8s_otel.logs import apply_log_correlation
+
+            apply_log_correlation(None)  # the contrib variable, not the SDK's: the file does not cover it
+            return
+        configure_from_environment(kwargs.get("auto_instrumentation_version"))
+
+
+def configure_from_environment(auto_instrumentation_version: Optional[str] = None) -> Any:
+    """What the ``k8s`` configurator runs; returns the TracingHandle. Never raises."""
+    try:
+        return _configure_from_environment(auto_instrumentation_version)
+    except Exception:  # the application must start even if telemetry cannot
+        _logger.exception("k8s_otel: the k8s configurator failed; the application runs without tracing")
+        return None
+
+
+def _configure_from_environment(auto_instrumentation_version: Optional[str]) -> Any:
+    import k8s_otel
+
+    traces_exporter = os.environ.get(_TRACES_EXPORTER_ENV, "").strip()
+    if traces_exporter and traces_exporter != "otlp":
+        _logger.warning(
+            "k8s_otel: %s=%r is not used by the k8s configurator: traces are always exported over "
+            "OTLP as configure() sets it up (OTEL_SDK_DISABLED=true turns tracing off)",
+            _TRACES_EXPORTER_ENV,
+            traces_exporter,
+        )
+    resource = {_AUTO_VERSION: auto_instrumentation_version} if auto_instrumentation_version else None
+    handle = k8s_otel.configure(resource=resource)
+    _install_propagator()
+    _init_metrics_and_logs(getattr(handle.tracer_provider, "resource", None))
+    return handle  # configure() also applied OTEL_PYTHON_LOG_CORRELATION
+
+
+def _install_propagator() -> None:
+    """``OTEL_PROPAGATORS`` keeps its meaning; unset, the Kubernetes components' propagation."""
+    if os.environ.get(_PROPAGATORS_ENV, "").strip():
+        return  # opentelemetry.propagate built it from the variable at import
+    from opentelemetry.propagate import set_global_textmap
+
+    from k8s_otel.propagation import KubernetesPropagator
+
+    set_global_textmap(KubernetesPropagator())
+
+
+def _init_metrics_and_logs(resource: Any) -> None:
+    """``OTEL_METRICS_EXPORTER``/``OTEL_LOGS_EXPORTER``: the SDK's own set-up, on our resource.
+
+    These are the SDK configurator's helpers (private, stable in shape since 1.2x): k8s-otel does
+    not wrap metrics or logs, so the stock meaning of the variables is the right one.
+    """
+    from opentelemetry.sdk import _configuration as sdk_configuration
+
+    metric_names = sdk_configuration._get_exporter_names("metrics")
+    log_names = sdk_configuration._get_exporter_names("logs")
+    handler = os.getenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
+    if not metric_names and not log_names and not handler:
+        return
+    try:
+        _, metric_exporters, log_exporters = sdk_configuration._import_exporters([], metric_names, log_names)
+        if metric_exporters:
+            sdk_configuration._init_metrics(metric_exporters, resource)
+        if log_exporters or handler:
+            sdk_configuration._init_logging(log_exporters, resource, handler)
+    except Exception:
+        _logger.exception(
+            "k8s_otel: metrics or logs could not be set up from OTEL_METRICS_EXPORTER/OTEL_LOGS_EXPORTER; "
+            "tracing is unaffected"
+        )

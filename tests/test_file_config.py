@@ -1,0 +1,212 @@
+"""OTEL_CONFIG_FILE: the k8s_per_million sampler, the k8s detector and propagator from the SDK's file
+configuration, and the file check behind ``k8s-otel doctor``/``validate``.
+
+The end-to-end test needs ``opentelemetry-configuration`` (Python >= 3.10, pins the SDK): it runs in
+the ``file-config`` tox environment and is skipped where the package is not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.util._importlib_metadata import entry_points
+
+from k8s_otel.file_config import RATE_ENV, check_config_file, per_million_sampler, sampler_rate
+from zero_code import OTLPReceiver, distro_env, instrumented, one, read_report, stop
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "otel-config.yaml"
+TRACING = (
+    "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nsamplingRatePerMillion: {rate}\n"
+)
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "otel.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_sampler_entry_point_is_in_the_group_the_file_configuration_reads() -> None:
+    [entry_point] = entry_points(group="opentelemetry_sampler", name="k8s_per_million")
+    assert entry_point.load() is per_million_sampler
+
+
+def test_the_rate_comes_from_the_tracing_configuration_then_the_variable(tmp_path: Path) -> None:
+    tracing = tmp_path / "tracing.yaml"
+    tracing.write_text(TRACING.format(rate=250))
+    both = {"K8S_OTEL_TRACING_CONFIG": str(tracing), RATE_ENV: "10"}
+    assert sampler_rate(environ=both).rate == 250
+    assert sampler_rate(environ={RATE_ENV: "10"}).rate == 10
+    assert sampler_rate({"sampling_rate_per_million": 7}, both).rate == 7  # once upstream passes properties
+    unset = sampler_rate(environ={})
+    assert unset.rate is None and unset.problems == ()
+
+
+def test_bad_rates_are_named_and_never_sample_roots(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing = tmp_path / "tracing.yaml"
+    tracing.write_text(TRACING.format(rate=2000000))
+    monkeypatch.setenv("K8S_OTEL_TRACING_CONFIG", str(tracing))
+    monkeypatch.setenv(RATE_ENV, "ten")
+    with caplog.at_level(logging.WARNING):
+        sampler = per_million_sampler()
+    assert sampler.get_description().startswith("ParentBased{root:AlwaysOffSampler,")
+    assert "samplingRatePerMillion" in caplog.text and f"{RATE_ENV}='ten'" in caplog.text
+
+
+@given(st.text(max_size=30))
+def test_any_rate_text_gives_a_sampler(text: str) -> None:
+    assert per_million_sampler.__name__ and sampler_rate(environ={RATE_ENV: text}).origin in (
+        RATE_ENV,
+        "unset",
+    )
+
+
+def test_the_example_file_checks_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = check_config_file(EXAMPLE, environ={RATE_ENV: "100"})
+    assert report.ok, report.problems
+    try:
+        import opentelemetry.configuration  # noqa: F401
+
+        assert report.schema_checked  # the SDK's own loader accepted it
+    except ImportError:
+        assert "schema not checked: opentelemetry-configuration is not installed" in report.notes[0]
+    assert "k8s_per_million: 100 per million, from K8S_OTEL_SAMPLING_RATE_PER_MILLION" in report.notes
+
+
+def test_the_check_names_every_problem(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        file_format: "1.0"
+        resource:
+          detection/development:
+            detectors:
+              - k8s: {rooot: /host, env_names: [POD]}
+        propagator:
+          composite:
+            - k8s: {trust: link}
+        tracer_provider:
+          sampler:
+            parent_based:
+              root:
+                k8s_per_million: {sampling_rate_per_million: 100}
+        """,
+    )
+    report = check_config_file(path, environ={})
+    assert (
+        "resource detector k8s: unknown settings ['rooot'] (known: ['downward_api_dir', 'env_names', 'raise_on_error', 'root'])"
+        in report.problems
+    )
+    assert "resource detector k8s: env_names must map variable names to attribute keys" in report.problems
+    assert "propagator k8s takes no settings: write {k8s: } (null) or {k8s: {}}" in report.problems
+    assert any(problem.startswith("k8s_per_million has no rate") for problem in report.problems)
+    assert any(
+        "properties ['sampling_rate_per_million'] are dropped by the SDK" in note for note in report.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: [b", "not YAML or JSON (ParserError)"),
+        ("- 1\n", "the top level must be a mapping, not list"),
+        ("!!python/name:os.system x", "not YAML or JSON (ConstructorError)"),
+    ],
+)
+def test_unreadable_files_are_reported_not_raised(tmp_path: Path, text: str, problem: str) -> None:
+    report = check_config_file(config(tmp_path, text))
+    assert report.problems == [f"{tmp_path / 'otel.yaml'}: {problem}"]
+    assert check_config_file(tmp_path / "missing.yaml").problems == [
+        f"{tmp_path / 'missing.yaml'}: cannot be read (FileNotFoundError)"
+    ]
+
+
+@given(st.text(max_size=200))
+def test_any_file_content_gives_a_report(text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "c.yaml"
+        path.write_text(text, encoding="utf-8")
+        assert isinstance(check_config_file(path, environ={}).problems, list)
+
+
+def test_an_app_under_opentelemetry_instrument_with_otel_config_file(
+    otlp_receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.configuration")
+    path = config(
+        tmp_path,
+        f"""
+        file_format: "1.0"
+        resource:
+          attributes:
+            - name: service.name
+              value: file-configured
+          detection/development:
+            detectors:
+              - k8s:
+                  env_names: {{MY_POD: k8s.pod.name}}
+        propagator:
+          composite:
+            - k8s:
+        tracer_provider:
+          processors:
+            - batch:
+                schedule_delay: 60000
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://{otlp_receiver.endpoint}
+          sampler:
+            k8s_per_million:
+        """,
+    )
+    assert check_config_file(path, environ={RATE_ENV: "1000000"}).ok
+    env = distro_env(otlp_receiver, OTEL_CONFIG_FILE=str(path), MY_POD="web-0")
+    env[RATE_ENV] = "1000000"
+    env["OTEL_TRACES_SAMPLER_ARG"] = "0"  # ignored with a file: the file's sampler decides
+    env["OTEL_PYTHON_LOG_CORRELATION"] = "true"
+    with instrumented("apps.plain", env) as process:
+        report = read_report(process)
+        returncode, stderr = stop(process)
+    assert report["sampler"].startswith("ParentBased{root:TraceIDRatioBased{1},"), stderr
+    assert report["propagator"] == "CompositePropagator"
+    assert report["resource"]["k8s.pod.name"] == "web-0"  # the detector got its settings from the file
+    assert returncode == -signal.SIGTERM, stderr
+    span = one(otlp_receiver.wait_for_spans(1, timeout=5), "span")  # delivered by the SIGTERM flush
+    assert span.resource["service.name"] == "file-configured"
+    assert span.trace_id == report["trace_id"]
+    inside = next(line for line in stderr.splitlines() if "inside the span" in line)
+    assert f"trace_id={span.trace_id}" in inside
+
+
+def test_a_schema_error_names_where_never_the_value(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.configuration")
+    canary = "Bearer canary-4f1c9e"
+    path = config(
+        tmp_path,
+        f"""
+        file_format: "1.0"
+        tracer_provider:
+          processors:
+            - batch:
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:4317
+                    headers: "{canary}"
+          sampler:
+            k8s_per_million:
+        """,
+    )
+    report = check_config_file(path, environ={RATE_ENV: "1"})
+    [problem] = report.problems
+    assert "does not match the configuration schema at tracer_provider -> processors -> 0" in problem
+    assert canary not in problem and "canary" not in repr(report)
