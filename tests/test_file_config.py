@@ -8,6 +8,7 @@ the ``file-config`` tox environment and is skipped where the package is not inst
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import textwrap
 from pathlib import Path
@@ -116,14 +117,15 @@ def test_the_check_names_every_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("a: [b", "not YAML or JSON (ParserError)"),
+        ("a: [b", "not YAML or JSON: "),
         ("- 1\n", "the top level must be a mapping, not list"),
-        ("!!python/name:os.system x", "not YAML or JSON (ConstructorError)"),
+        ("!!python/name:os.system x", "not YAML or JSON: "),
     ],
 )
 def test_unreadable_files_are_reported_not_raised(tmp_path: Path, text: str, problem: str) -> None:
     report = check_config_file(config(tmp_path, text))
-    assert report.problems == [f"{tmp_path / 'otel.yaml'}: {problem}"]
+    (found,) = report.problems
+    assert found.startswith(f"{tmp_path / 'otel.yaml'}: {problem}")
     assert check_config_file(tmp_path / "missing.yaml").problems == [
         f"{tmp_path / 'missing.yaml'}: cannot be read (FileNotFoundError)"
     ]
@@ -210,3 +212,32 @@ def test_a_schema_error_names_where_never_the_value(tmp_path: Path) -> None:
     [problem] = report.problems
     assert "does not match the configuration schema at tracer_provider -> processors -> 0" in problem
     assert canary not in problem and "canary" not in repr(report)
+
+
+def test_validate_and_doctor_report_an_sdk_configuration_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from k8s_otel.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "otel-config.yaml"
+    assert main(["validate", str(example)]) == 1  # no rate anywhere: roots would never be sampled
+    assert "k8s_per_million has no rate" in capsys.readouterr().out
+    monkeypatch.setenv("K8S_OTEL_SAMPLING_RATE_PER_MILLION", "100")
+    assert main(["validate", str(example)]) == 0
+    assert "valid SDK configuration file" in capsys.readouterr().out
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(example))
+    main(["doctor"])
+    assert "file configuration ignores the OTEL_* variables" in capsys.readouterr().out
+
+
+def test_check_config_file_never_blocks_on_a_fifo_nor_echoes_the_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    assert "cannot be read" in check_config_file(fifo).problems[0]
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text("file_format: '1.0'\ntoken: !!int Bearer-c2VjcmV0LWNhbmFyeQ\n")
+    (problem,) = check_config_file(hostile).problems
+    assert "c2VjcmV0LWNhbmFyeQ" not in problem
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000)
+    assert check_config_file(deep).problems

@@ -286,12 +286,10 @@ def _decode(data: object) -> TracingConfiguration:
     )
 
 
-def parse_tracing_configuration(
-    text: Union[str, bytes], *, path: Optional[str] = None
-) -> TracingConfiguration:
-    """Decode YAML or JSON text strictly; raise TracingConfigurationError as kube-apiserver words it.
+def load_yaml_documents(text: Union[str, bytes], *, path: Optional[str] = None) -> list[Any]:
+    """The non-empty YAML (or JSON) documents of ``text``, decoded within this module's limits.
 
-    Does not validate; ``load_tracing_configuration`` does both. Any failure, whatever PyYAML
+    Strict as the apiserver's decoder (duplicate keys refused). Any failure, whatever PyYAML
     raises, is a TracingConfigurationError that gives the position and never quotes more than 40
     characters of the text, nor anything from a line that looks like a credential.
     """
@@ -300,10 +298,7 @@ def parse_tracing_configuration(
     loader = _strict_loader()
     try:
         _check_limits(text, loader)
-        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
-        if len(documents) > 1:
-            raise _DecodeError("the file holds more than one YAML document")
-        return _decode(documents[0] if documents else None)
+        return [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
     except _DecodeError as error:
         detail = str(error)
     except yaml.MarkedYAMLError as error:
@@ -314,6 +309,26 @@ def parse_tracing_configuration(
         detail = "the document is nested too deeply"
     except Exception as error:  # telemetry never breaks start-up: PyYAML raises plain exceptions
         detail = f"the file cannot be read as YAML ({type(error).__name__})"
+    raise TracingConfigurationError(f"unable to decode tracing configuration data: {detail}", path=path)
+
+
+def parse_tracing_configuration(
+    text: Union[str, bytes], *, path: Optional[str] = None
+) -> TracingConfiguration:
+    """Decode YAML or JSON text strictly; raise TracingConfigurationError as kube-apiserver words it.
+
+    Does not validate; ``load_tracing_configuration`` does both. Decoding is bounded as
+    ``load_yaml_documents`` says.
+    """
+    documents = load_yaml_documents(text, path=path)
+    try:
+        if len(documents) > 1:
+            raise _DecodeError("the file holds more than one YAML document")
+        return _decode(documents[0] if documents else None)
+    except _DecodeError as error:
+        detail = str(error)
+    except RecursionError:
+        detail = "the document is nested too deeply"
     raise TracingConfigurationError(f"unable to decode tracing configuration data: {detail}", path=path)
 
 

@@ -24,7 +24,6 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any, Optional, Union
 
@@ -190,18 +189,27 @@ def check_config_file(
     """
     shown = os.fspath(path)
     report = FileConfigReport(shown)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        report.problems.append(f"{shown}: cannot be read ({type(error).__name__})")
-        return report
-    import yaml
+    from k8s_otel._files import read_regular_file
+    from k8s_otel.config import MAX_FILE_BYTES, TracingConfigurationError, load_yaml_documents
 
     try:
-        document = yaml.safe_load(text)
-    except Exception as error:  # SafeLoader raises plain TypeError/ValueError for some input too
-        report.problems.append(f"{shown}: not YAML or JSON ({type(error).__name__})")
+        data = read_regular_file(shown, MAX_FILE_BYTES)  # a FIFO or a device never blocks
+    except (OSError, ValueError) as error:
+        report.problems.append(f"{shown}: cannot be read ({type(error).__name__})")
         return report
+    if len(data) > MAX_FILE_BYTES:
+        report.problems.append(f"{shown}: larger than {MAX_FILE_BYTES} bytes")
+        return report
+    try:
+        documents = load_yaml_documents(data, path=shown)
+    except TracingConfigurationError as error:  # bounded: position and a short escaped excerpt
+        detail = str(error).split(": ", 1)[-1]
+        report.problems.append(f"{shown}: not YAML or JSON: {detail}")
+        return report
+    if len(documents) != 1:
+        report.problems.append(f"{shown}: must hold one YAML document, not {len(documents)}")
+        return report
+    document = documents[0]
     if not isinstance(document, dict):
         report.problems.append(f"{shown}: the top level must be a mapping, not {type(document).__name__}")
         return report

@@ -24,10 +24,37 @@ __all__ = ["main"]
 # --- validate --------------------------------------------------------------------------------
 
 
+def _is_otel_config_file(path: str) -> bool:
+    """An SDK configuration file (``OTEL_CONFIG_FILE``) has ``file_format`` at the top level."""
+    from k8s_otel._files import read_regular_file
+    from k8s_otel.config import MAX_FILE_BYTES, load_yaml_documents
+
+    try:
+        documents = load_yaml_documents(read_regular_file(path, MAX_FILE_BYTES)[:MAX_FILE_BYTES])
+    except Exception:  # not readable or not YAML: the TracingConfiguration path reports it
+        return False
+    return len(documents) == 1 and isinstance(documents[0], dict) and "file_format" in documents[0]
+
+
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results: list[dict[str, Any]] = []
     code = 0
     for path in args.files:
+        if _is_otel_config_file(path):
+            from k8s_otel.file_config import check_config_file
+
+            report = check_config_file(path)
+            results.append(
+                {
+                    "file": path,
+                    "valid": report.ok,
+                    "kind": "OTEL_CONFIG_FILE",
+                    "errors": report.problems,
+                    "notes": report.notes,
+                }
+            )
+            code = max(code, 0 if report.ok else 1)
+            continue
         try:
             config = load_tracing_configuration(path)
         except TracingConfigurationError as error:
@@ -47,7 +74,13 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(as_json(results) + "\n")
         return code
     for result in results:
-        if result["valid"]:
+        if result.get("kind") == "OTEL_CONFIG_FILE":
+            out.write(
+                f"{result['file']}: {'valid' if result['valid'] else 'invalid'} SDK configuration file\n"
+            )
+            for line in [*result["errors"], *result["notes"]]:
+                out.write(f"{result['file']}: {line}\n")
+        elif result["valid"]:
             out.write(
                 f"{result['file']}: valid (endpoint: {result['endpoint'] or 'unset, localhost:4317'}, "
                 f"samplingRatePerMillion: {result['samplingRatePerMillion'] if result['samplingRatePerMillion'] is not None else 'unset'})\n"
@@ -187,8 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None, err: Optional[TextIO] = None
+) -> int:
     args = _parser().parse_args(argv)
+    out = sys.stdout if out is None else out  # read at call time: a redirected stdout is honoured
+    err = sys.stderr if err is None else err
     for stream in (out, err):
         # A character the terminal cannot show is written as an escape, never a UnicodeEncodeError.
         reconfigure = getattr(stream, "reconfigure", None)

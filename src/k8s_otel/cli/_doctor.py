@@ -54,6 +54,20 @@ def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[st
                     "the collector's k8sattributes processor matches pods by k8s.pod.ip and k8s.pod.uid",
                 )
             )
+    config_file = environ.get("OTEL_CONFIG_FILE", "").strip()
+    if config_file:
+        from k8s_otel.file_config import check_config_file
+
+        report = check_config_file(config_file, dict(environ))
+        findings.append(
+            (
+                "warning",
+                f"OTEL_CONFIG_FILE={config_file}: the SDK's file configuration ignores the OTEL_* "
+                "variables; the settings above apply only to k8s_otel.configure()",
+            )
+        )
+        findings.extend(("error", problem) for problem in report.problems)
+        findings.extend(("note", note) for note in report.notes)
     return findings
 
 
