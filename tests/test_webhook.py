@@ -692,3 +692,75 @@ def test_chunked_wins_over_content_length_under_werkzeug(
     sampled_handle.force_flush(10)
     [span] = otlp_receiver.wait_for_spans(1)
     assert span.attributes["UID"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+
+
+def _long_stream_wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+    start_response("200 OK", [("Content-Type", "application/json")])
+
+    def body() -> Iterator[bytes]:
+        import time
+
+        for _ in range(400):
+            time.sleep(0.002)
+            yield b"x" * 65536
+
+    return body()
+
+
+def _long_stream_asgi() -> Any:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def chunks() -> Any:
+        for _ in range(400):
+            await asyncio.sleep(0.002)
+            yield b"x" * 65536
+
+    async def endpoint(request: Any) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    return Starlette(routes=[Route("/validate", endpoint, methods=["POST"])])
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_client_disconnect_is_the_same_under_wsgi_and_asgi(
+    sampled_handle: TracingHandle, otlp_receiver: OTLPReceiver, kind: str
+) -> None:
+    import socket
+    import time
+
+    from k8s_otel.trust import SampledParentBudget, TrustPolicy
+
+    options: dict[str, Any] = {
+        "tracer_provider": sampled_handle.tracer_provider,
+        "trust": TrustPolicy("trust", budget=SampledParentBudget(1000)),
+    }
+    server = (
+        wsgi_server(WSGIMiddleware(_long_stream_wsgi, **options))
+        if kind == "wsgi"
+        else asgi_server(ASGIMiddleware(_long_stream_asgi(), **options))
+    )
+    body = json.dumps(review()).encode()
+    with server as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        for _ in range(150):  # the server notices the reset on its next write, then ends the span
+            sampled_handle.force_flush(10)
+            if otlp_receiver.spans():
+                break
+            time.sleep(0.1)
+        [span] = otlp_receiver.spans()
+    assert span.status_code == "UNSET"
+    assert not span.events
+    assert "error.type" not in span.attributes
+    assert span.attributes["admission.problems"] == (
+        "the client disconnected before the response was complete",
+    )

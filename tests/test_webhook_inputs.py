@@ -408,3 +408,232 @@ def test_response_checks_never_echo_a_huge_value(
     assert len(problems) == 3
     assert all(len(p) < 300 for p in problems)
     assert len(str((span.attributes or {})["response.patchType"])) <= 64
+
+
+# --- issue 14: the join keys ------------------------------------------------------------------
+
+
+def _recorded_attributes(
+    provider: TracerProvider, memory: InMemorySpanExporter, document: Any
+) -> Mapping[str, Any]:
+    middleware = WSGIMiddleware(_answer(allow), tracer_provider=provider, trust=UNLIMITED)
+    _call(middleware, _environ(json.dumps(document).encode()))
+    return memory.get_finished_spans()[-1].attributes or {}
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "resource", "subresource", "matched"),
+    [
+        # A rule on apps/v1 serving a request to apps/v1beta2: the apiserver's span has the request's own.
+        (
+            {
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "requestResource": {"group": "apps", "version": "v1beta2", "resource": "deployments"},
+            },
+            "apps/v1beta2, Resource=deployments",
+            "",
+            "apps/v1, Resource=deployments",
+        ),
+        # A subresource request: the scale of a Deployment, matched through a rule on apps/v1.
+        (
+            {
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "subResource": "scale",
+                "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "requestSubResource": "scale",
+            },
+            "apps/v1, Resource=deployments",
+            "scale",
+            "apps/v1, Resource=deployments",
+        ),
+        # v1beta1 from an older server: no requestResource, so the matched resource is the request's.
+        (
+            {
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "subResource": "status",
+                "requestResource": None,
+                "requestSubResource": None,
+            },
+            "/v1, Resource=pods",
+            "status",
+            "/v1, Resource=pods",
+        ),
+    ],
+    ids=["conversion", "subresource", "v1beta1-without-requestResource"],
+)
+def test_resource_and_subresource_are_the_requests_own(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+    request_fields: dict[str, Any],
+    resource: str,
+    subresource: str,
+    matched: str,
+) -> None:
+    document = review(**request_fields)
+    for key in [k for k, v in request_fields.items() if v is None]:
+        del document["request"][key]
+    attributes = _recorded_attributes(*recorded, document)
+    assert attributes["resource"] == resource
+    assert attributes["subresource"] == subresource  # always set, "" when there is none
+    assert attributes["request.resource"] == matched
+
+
+# --- issue 14: unsampled streams keep their context; disconnects are not errors ---------------
+
+
+def test_unsampled_streams_keep_the_context_until_close() -> None:
+    from opentelemetry import trace
+
+    provider = TracerProvider(sampler=PerMillionSampler(0))
+    parents: list[int] = []
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body() -> Iterator[bytes]:
+            for _ in range(3):
+                parents.append(trace.get_current_span().get_span_context().trace_id)
+                yield b"x"
+
+        return body()
+
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    environ = _environ(b"{}")
+    environ["HTTP_TRACEPARENT"] = unsampled
+    middleware = WSGIMiddleware(streaming, tracer_provider=provider)
+    assert _call(middleware, environ) == [b"x"] * 3
+    assert parents == [0x4BF92F3577B34DA6A3CE929D0E0E4736] * 3  # the apiserver's trace, though not sampled
+    assert not trace.get_current_span().get_span_context().is_valid  # detached on close
+
+
+def test_an_aborted_wsgi_stream_is_a_disconnect_not_an_error(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, memory = recorded
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return iter([b"{", b'"a"', b":1}"])
+
+    middleware = WSGIMiddleware(streaming, tracer_provider=provider, trust=UNLIMITED)
+    result: Any = middleware(_environ(json.dumps(review()).encode()), lambda *a: None)
+    iterator = iter(result)
+    next(iterator)
+    del iterator  # the server stops iterating (its write failed) and closes the response
+    result.close()
+    [span] = memory.get_finished_spans()
+    assert span.status.status_code.name == "UNSET"
+    assert not span.events
+    assert "error.type" not in (span.attributes or {})
+    assert (span.attributes or {})["admission.problems"] == (
+        "the client disconnected before the response was complete",
+    )
+
+
+def test_an_aborted_asgi_stream_is_a_disconnect_not_an_error(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, memory = recorded
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        if (await receive())["type"] == "http.disconnect":  # as Starlette's StreamingResponse listens
+            return
+
+    middleware = ASGIMiddleware(streaming, tracer_provider=provider, trust=UNLIMITED)
+    _run_asgi(middleware, _scope(), [{"type": "http.request", "body": json.dumps(review()).encode()}])
+    [span] = memory.get_finished_spans()
+    assert span.status.status_code.name == "UNSET"
+    assert (span.attributes or {})["admission.problems"] == (
+        "the client disconnected before the response was complete",
+    )
+
+
+def test_an_asgi_send_to_a_gone_client_is_a_disconnect(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, memory = recorded
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps(review()).encode()}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            raise ConnectionResetError("gone")  # ASGI 2.4: an OSError
+
+    middleware = ASGIMiddleware(streaming, tracer_provider=provider, trust=UNLIMITED)
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(middleware(_scope(), receive, send))
+    [span] = memory.get_finished_spans()
+    assert span.status.status_code.name == "UNSET"
+    assert (span.attributes or {})["admission.problems"] == (
+        "the client disconnected before the response was complete",
+    )
+
+
+# --- issue 14: coroutine handlers -------------------------------------------------------------
+
+
+def test_async_handlers_end_their_span_after_the_coroutine(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    from opentelemetry import trace
+
+    provider, memory = recorded
+    inside: list[bool] = []
+
+    @admission_handler(tracer_provider=provider, webhook_type="validating", trust=UNLIMITED)
+    async def validate(document: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        inside.append(trace.get_current_span().is_recording())
+        if document["request"]["name"] == "explode":
+            raise RuntimeError("policy engine down")
+        return allow(document)
+
+    assert asyncio.iscoroutinefunction(validate)
+    answer = asyncio.run(validate(review(), headers={"traceparent": SAMPLED}))
+    assert answer["response"]["allowed"] is True
+    with pytest.raises(RuntimeError):
+        asyncio.run(validate(review(name="explode")))
+    served, exploded = memory.get_finished_spans()
+    assert inside == [True, True]
+    assert served.attributes is not None and served.attributes["response.allowed"] is True
+    assert "admission.problems" not in served.attributes
+    assert served.end_time is not None and served.end_time - served.start_time >= 10_000_000
+    assert exploded.status.status_code.name == "ERROR"
+
+
+def test_flask_spans_are_named_after_the_route_without_a_request_hook(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    import flask
+
+    from k8s_otel.webhook.flask import instrument_flask_app
+
+    provider, memory = recorded
+    app = flask.Flask("example")
+
+    @app.post("/validate/<kind>")
+    def validate(kind: str) -> Any:
+        return allow(flask.request.get_json())
+
+    instrument_flask_app(app, tracer_provider=provider, trust=UNLIMITED)
+    assert not any(app.before_request_funcs.values())  # nothing runs per request when unsampled
+    client = app.test_client()
+    assert client.post("/validate/pods", json=review(), headers={"traceparent": SAMPLED}).json["response"][
+        "allowed"
+    ]
+    client.post("/nowhere", json=review(), headers={"traceparent": SAMPLED})
+    routed, unrouted = memory.get_finished_spans()
+    assert (routed.name, (routed.attributes or {})["http.route"]) == (
+        "POST /validate/<kind>",
+        "/validate/<kind>",
+    )
+    assert unrouted.name == "POST /nowhere"
