@@ -764,3 +764,31 @@ def test_a_client_disconnect_is_the_same_under_wsgi_and_asgi(
     assert span.attributes["admission.problems"] == (
         "the client disconnected before the response was complete",
     )
+
+
+def test_unsampled_streams_under_werkzeug_keep_the_apiservers_trace(
+    otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+) -> None:
+    from opentelemetry import trace
+
+    seen: list[str] = []
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body() -> Iterator[bytes]:
+            for _ in range(5):
+                seen.append(f"{trace.get_current_span().get_span_context().trace_id:032x}")
+                yield b"{}"[:1] if len(seen) < 5 else b"}"
+
+        return body()
+
+    quiet = FakeAPIServer(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
+    try:
+        with wsgi_server(WSGIMiddleware(streaming, tracer_provider=webhook_tracing.tracer_provider)) as port:
+            call = quiet.call(port, json.dumps(review()).encode())
+    finally:
+        quiet.provider.shutdown()
+    assert call.body == b"{{{{}"
+    assert seen == [call.trace_id] * 5  # not five new traces started by the sampler
