@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded
+from k8s_otel._review_reader import read_review_fields
 from k8s_otel.conventions import format_group_version_kind, format_group_version_resource
 
 __all__ = [
@@ -136,9 +137,18 @@ def _gvr(value: object) -> str:
     )
 
 
-def parse_review_request(body: Union[bytes, Mapping[str, Any]]) -> ReviewRequest:
-    """Read the AdmissionReview request fields that tracing records (raw JSON or parsed). Never raises."""
+def parse_review_request(body: Union[bytes, Mapping[str, Any]], *, fast: bool = True) -> ReviewRequest:
+    """Read the AdmissionReview request fields that tracing records (raw JSON or parsed). Never raises.
+
+    Raw JSON in kube-apiserver's field order is read from its prefix and tail only, so the cost
+    does not grow with ``object``/``oldObject`` (``k8s_otel._review_reader``); ``fast=False``, or
+    any other shape, parses it in full.
+    """
     try:
+        if fast and isinstance(body, (bytes, bytearray)):
+            picked = read_review_fields(bytes(body) if isinstance(body, bytearray) else body)
+            if picked is not None:
+                return review_request_from_document(picked)
         document, problem = _load(body, "request body")
         if document is None:
             return ReviewRequest(problems=(str(problem),))

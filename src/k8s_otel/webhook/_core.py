@@ -99,6 +99,7 @@ class WebhookTracer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         record_exception_messages: Optional[bool] = None,
         paths: PathFilter = None,
+        fast_reader: bool = True,
     ) -> None:
         if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
             raise ValueError(f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}")
@@ -116,6 +117,7 @@ class WebhookTracer:
             record_messages_from_env() if record_exception_messages is None else record_exception_messages
         )
         self.paths = frozenset(paths) if paths is not None and not callable(paths) else paths
+        self.fast_reader = fast_reader
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -192,7 +194,7 @@ class WebhookTracer:
             problem = f"request body larger than {self.max_body_bytes} bytes: not inspected"
             span.set_attribute(PROBLEMS, (problem,))
             return ReviewRequest(problems=(problem,))
-        review = parse_review_request(body)
+        review = parse_review_request(body, fast=self.fast_reader)
         attributes: dict[str, Any] = {}
         if review.api_version:
             attributes[REVIEW_VERSION] = bounded(review.api_version)
@@ -367,7 +369,8 @@ class WebhookMiddleware:
     patch checks), ``record_user`` (the end user's name and groups; off by default),
     ``max_body_bytes``, ``record_exception_messages`` (default: ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES``),
     ``paths`` (the paths whose POSTs are admission reviews: a collection, or a function of the
-    path; default: every path).
+    path; default: every path), ``fast_reader`` (read a review in kube-apiserver's field order
+    from its prefix and tail only; default True; False parses every body in full).
     """
 
     def __init__(
@@ -381,6 +384,7 @@ class WebhookMiddleware:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         record_exception_messages: Optional[bool] = None,
         paths: PathFilter = None,
+        fast_reader: bool = True,
     ) -> None:
         self.app = app
         self.tracer = WebhookTracer(
@@ -391,4 +395,5 @@ class WebhookMiddleware:
             max_body_bytes=max_body_bytes,
             record_exception_messages=record_exception_messages,
             paths=paths,
+            fast_reader=fast_reader,
         )

@@ -121,7 +121,7 @@ class ASGIMiddleware(WebhookMiddleware):
             review = ReviewRequest(problems=(problem,))
 
         status: Optional[int] = None
-        chunks: Optional[list[bytes]] = []
+        chunks: Optional[list[bytes]] = [] if review.is_review else None  # a copy only to check
         size = 0
         complete = False
 

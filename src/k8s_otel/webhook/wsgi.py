@@ -127,7 +127,8 @@ class _TracedResponse:
         self._status = status
         self._token = token
         self._environ = environ
-        self._chunks: Optional[list[bytes]] = []
+        # A copy is kept only when there is a review to check the response against.
+        self._chunks: Optional[list[bytes]] = [] if review.is_review else None
         self._size = 0
         self._error: Optional[BaseException] = None
         self._exhausted = False
