@@ -16,7 +16,10 @@ import base64
 import io
 import json
 import math
-from typing import Any, Callable
+import random
+import sys
+import time
+from typing import Any, Callable, Optional
 
 import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as StockASGI
@@ -224,3 +227,100 @@ def test_asgi_sampled(benchmark: Any, size: str, implementation: str) -> None:
         )
     finally:
         loop.close()
+
+
+# --- interleaved ratios, with their spread: python benchmarks/bench_webhook.py [rounds] -------------
+
+
+def _time_wsgi(app: Any, body: bytes, traceparent: str | None) -> float:
+    start = time.perf_counter()
+    _run_wsgi(app, body, traceparent)
+    return (time.perf_counter() - start) / CALLS
+
+
+def _time_asgi(loop: asyncio.AbstractEventLoop, app: Any, body: bytes, traceparent: str | None) -> float:
+    start = time.perf_counter()
+    loop.run_until_complete(_asgi_calls(app, body, traceparent))
+    return (time.perf_counter() - start) / CALLS
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    at = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]  # noqa: E731
+    return at(0.25), at(0.5), at(0.75)
+
+
+def interleaved(rounds: int) -> None:
+    """Per round: bare, stock and ours, in a shuffled order, on the same body; the overhead ratio
+    (ours - bare) / (stock - bare) of each round, then its median and interquartile range."""
+    loop = asyncio.new_event_loop()
+    print(
+        "| server | sampled | body | bare µs | stock overhead µs | ours overhead µs | ratio median | ratio p25-p75 |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for server, apps in (("wsgi", WSGI_APPS), ("asgi", ASGI_APPS)):
+        for sampled in (False, True):
+            parent = SAMPLED_PARENT if sampled else None
+            for size, body in BODIES.items():
+                times: dict[str, list[float]] = {name: [] for name in apps}
+                for _ in range(rounds):
+                    for name in random.sample(list(apps), len(apps)):
+                        if server == "wsgi":
+                            times[name].append(_time_wsgi(apps[name], body, parent))
+                        else:
+                            times[name].append(_time_asgi(loop, apps[name], body, parent))
+                ratios = [
+                    (o - b) / (s - b)
+                    for b, s, o in zip(times["bare"], times["stock"], times["k8s_otel"])
+                    if s > b
+                ]
+                p25, median, p75 = _quartiles(ratios)
+                bare = _quartiles(times["bare"])[1]
+                stock = _quartiles([s - b for b, s in zip(times["bare"], times["stock"])])[1]
+                ours = _quartiles([o - b for b, o in zip(times["bare"], times["k8s_otel"])])[1]
+                print(f"| {server} | {'yes' if sampled else 'no'} | {size} | {bare * 1e6:.1f} | {stock * 1e6:.1f} | "
+                      f"{ours * 1e6:.1f} | {median:.2f}x | {p25:.2f}-{p75:.2f}x |")  # fmt: skip
+    loop.close()
+
+
+def readers(rounds: int) -> None:
+    """What reading the request costs, by body size: the prefix/tail reader, json.loads, msgspec."""
+    from k8s_otel._review_reader import read_review_fields
+
+    candidates: dict[str, Callable[[bytes], Any]] = {
+        "prefix+tail": read_review_fields,
+        "json.loads": json.loads,
+    }
+    try:
+        import msgspec
+
+        from k8s_otel.admission import REQUEST_FIELDS
+
+        request = msgspec.defstruct("Request", [(name, Any, None) for name in REQUEST_FIELDS])  # type: ignore[no-untyped-call]
+        review = msgspec.defstruct(  # type: ignore[no-untyped-call]
+            "Review", [("kind", Any, None), ("apiVersion", Any, None), ("request", Optional[request], None)]
+        )
+        candidates["msgspec (unknown fields skipped)"] = msgspec.json.Decoder(review).decode
+    except ImportError:
+        pass
+    print("| body | " + " | ".join(candidates) + " |")
+    print("| --- |" + " --- |" * len(candidates))
+    for size, body in BODIES.items():
+        cells = []
+        for read in candidates.values():
+            best = min(_once(read, body) for _ in range(rounds))
+            cells.append(f"{best * 1e6:.1f} µs")
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
+def _once(read: Callable[[bytes], Any], body: bytes) -> float:
+    start = time.perf_counter()
+    read(body)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    interleaved(count)
+    print()
+    readers(count)

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 
+from k8s_otel import _review_reader
 from k8s_otel._review_reader import read_review_fields
 from k8s_otel.admission import REQUEST_FIELDS, parse_review_request, review_request_from_document
 from review_strategies import GO_ORDER, reviews
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_reader_for_small_bodies() -> Iterator[None]:
+    """The generated bodies are small; let the fast reader take them too (normally: 16 KiB and up)."""
+    with mock.patch.object(_review_reader, "_SMALL_BYTES", 0):
+        yield
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from k8s_otel import _review_reader
 from k8s_otel.sampling import PerMillionSampler
 from k8s_otel.trust import SampledParentBudget, TrustPolicy
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
@@ -34,6 +36,13 @@ MEMORY = InMemorySpanExporter()
 PROVIDER = TracerProvider(sampler=PerMillionSampler(1_000_000))
 PROVIDER.add_span_processor(SimpleSpanProcessor(MEMORY))
 POLICY = TrustPolicy("trust", budget=SampledParentBudget(math.inf))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_reader_for_small_bodies() -> Iterator[None]:
+    """The generated bodies are small; let the fast reader take them too (normally: 16 KiB and up)."""
+    with mock.patch.object(_review_reader, "_SMALL_BYTES", 0):
+        yield
 
 
 class _Lines(logging.Handler):
