@@ -478,8 +478,10 @@ def test_a_stream_without_length_or_end_is_never_read(sampled_handle: TracingHan
     assert _call_wsgi(middleware, environ) == b""
 
 
+@pytest.mark.parametrize("workers", [["-w", "2"], ["-w", "2", "--worker-class", "gthread", "--threads", "8"]],
+                         ids=["sync", "gthread"])  # fmt: skip
 def test_gunicorn_preload_forked_workers_export(
-    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer
+    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer, workers: list[str]
 ) -> None:
     # --preload: configure() runs in the master before the fork; each worker must build its own
     # exporter (a gRPC channel from before fork() is unusable in the child), and flush on exit.
@@ -494,7 +496,7 @@ def test_gunicorn_preload_forked_workers_export(
         port = probe.getsockname()[1]
     tests = Path(__file__).resolve().parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tests),
+        [sys.executable, "-m", "gunicorn", "--preload", *workers, "-b", f"127.0.0.1:{port}", "--chdir", str(tests),
          "gunicorn_app:app"],
         env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}"},
         stdout=subprocess.DEVNULL,
@@ -515,7 +517,10 @@ def test_gunicorn_preload_forked_workers_export(
                     message = f"gunicorn did not come up (exit code {process.returncode}): {stderr[-2000:]}"
                     raise AssertionError(message) from None
                 time.sleep(0.1)
-        calls = [apiserver.call(port, json.dumps(review(uid=f"g-{i}")).encode()) for i in range(6)]
+        with ThreadPoolExecutor(max_workers=6) as pool:  # parallel: gthread serves them in threads
+            calls = list(
+                pool.map(lambda i: apiserver.call(port, json.dumps(review(uid=f"g-{i}")).encode()), range(6))
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -527,8 +532,11 @@ def test_gunicorn_preload_forked_workers_export(
         if s.kind == "SERVER" and s.resource.get("service.name") == "gunicorn-webhook"
     }
     assert len(servers) == 6
-    for call in calls:
+    for index, call in enumerate(calls):
         assert servers[call.trace_id].parent_span_id == call.client_span_id
+        assert servers[call.trace_id].attributes["UID"] == f"g-{index}"
+    checks = [s for s in spans if s.name == "policy check"]
+    assert sorted(c.parent_span_id for c in checks) == sorted(s.span_id for s in servers.values())
 
 
 # --- the handler decorator ----------------------------------------------------------------------
