@@ -163,7 +163,9 @@ def test_wsgi_asgi_and_handler_rules_see_the_caller() -> None:
         "SSL_CLIENT_VERIFY": "SUCCESS", "SSL_CLIENT_S_DN": "CN=kube-apiserver,O=k8s",
         "wsgi.input": io.BytesIO(b""),
     }  # fmt: skip
-    b"".join(WSGIMiddleware(_wsgi_app, tracer_provider=provider, trust=rule)(environ, lambda *a: None))
+    result: Any = WSGIMiddleware(_wsgi_app, tracer_provider=provider, trust=rule)(environ, lambda *a: None)
+    b"".join(result)
+    result.close()  # PEP 3333: the server always closes the response (the span ends there)
 
     async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

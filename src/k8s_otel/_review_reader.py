@@ -66,10 +66,11 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_Pairs)
 
 def _as_json_loads(value: Any) -> Any:
     """What json.loads gives for a value decoded with ``_Pairs`` objects (repeated keys: the last wins)."""
-    if isinstance(value, _Pairs):
-        return {key: _as_json_loads(item) for key, item in value}
-    if isinstance(value, list):
-        return [_as_json_loads(item) for item in value]
+    kind = type(value)
+    if kind is _Pairs:
+        return {key: item if type(item) is str else _as_json_loads(item) for key, item in value}
+    if kind is list:
+        return [item if type(item) is str else _as_json_loads(item) for item in value]
     return value
 
 

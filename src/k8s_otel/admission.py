@@ -75,11 +75,16 @@ def _shown(value: object) -> str:
 
 
 def _str(value: object, limit: int = MAX_ATTRIBUTE_LENGTH) -> str:
+    if type(value) is str:
+        return value if len(value) <= limit else value[:limit]
     return bounded(value, limit) if isinstance(value, str) else ""
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _object(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else _EMPTY
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def review_request_from_document(document: Mapping[str, Any]) -> ReviewRequest:
     if api_version not in _VERSIONS:
         problems.append(f"request apiVersion {_shown(api_version)} is not admission.k8s.io/v1 or v1beta1")
     request = document.get("request")
-    if not isinstance(request, Mapping):
+    if type(request) is not dict and not isinstance(request, Mapping):
         problems.append("the AdmissionReview has no request")
         return ReviewRequest(api_version=api_version, problems=tuple(problems))
     uid = request.get("uid")
@@ -177,7 +182,7 @@ def review_request_from_document(document: Mapping[str, Any]) -> ReviewRequest:
     # kube-apiserver's span has the request's own resource; v1beta1 from older servers has only the
     # matched one (no requestResource), which is then the same.
     request_resource = request.get("requestResource")
-    if isinstance(request_resource, Mapping):
+    if type(request_resource) is dict or isinstance(request_resource, Mapping):
         resource, subresource = _gvr(request_resource), _str(request.get("requestSubResource"))
     else:
         resource, subresource = _gvr(request.get("resource")), _str(request.get("subResource"))

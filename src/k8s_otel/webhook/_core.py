@@ -181,21 +181,26 @@ class WebhookTracer:
         span.set_attribute(PROBLEMS, (problem,))
         return ReviewRequest(problems=(problem,))
 
-    def record_request(self, span: Span, body: Union[bytes, Mapping[str, Any], None]) -> ReviewRequest:
-        """Set the request attributes from the body (None: too large). Never raises."""
+    def record_request(
+        self, span: Span, body: Union[bytes, Mapping[str, Any], None], http: Optional[dict[str, Any]] = None
+    ) -> ReviewRequest:
+        """Set the request attributes from the body (None: too large), with ``http`` (the HTTP
+        attributes, set in the same call). Never raises."""
         try:
-            return self._record_request(span, body)
+            return self._record_request(span, body, http or {})
         except Exception as error:  # telemetry never breaks the webhook
             _logger.debug("k8s_otel: failed to record the admission request", exc_info=True)
             return ReviewRequest(problems=(f"request could not be read: {type(error).__name__}",))
 
-    def _record_request(self, span: Span, body: Union[bytes, Mapping[str, Any], None]) -> ReviewRequest:
+    def _record_request(
+        self, span: Span, body: Union[bytes, Mapping[str, Any], None], attributes: dict[str, Any]
+    ) -> ReviewRequest:
         if body is None:
             problem = f"request body larger than {self.max_body_bytes} bytes: not inspected"
-            span.set_attribute(PROBLEMS, (problem,))
+            attributes[PROBLEMS] = (problem,)
+            span.set_attributes(attributes)
             return ReviewRequest(problems=(problem,))
         review = parse_review_request(body, fast=self.fast_reader)
-        attributes: dict[str, Any] = {}
         if review.api_version:
             attributes[REVIEW_VERSION] = bounded(review.api_version)
         if review.uid is not None:

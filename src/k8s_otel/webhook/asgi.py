@@ -105,15 +105,17 @@ class ASGIMiddleware(WebhookMiddleware):
         disconnected = False
         try:
             host, user_agent, content_type = _http_headers(scope.get("headers") or ())
-            span.set_attributes(_attributes(scope, method, host, user_agent))
+            http = _attributes(scope, method, host, user_agent)
             inspect, problem = tracer.inspection(method, scope.get("path", ""), content_type)
             if inspect:
                 body, replay, disconnected = await _buffer_request(receive, limit)
                 if disconnected:
+                    span.set_attributes(http)
                     review = tracer.not_inspected(span, _DISCONNECTED_EARLY)
                 else:
-                    review = tracer.record_request(span, body)
+                    review = tracer.record_request(span, body, http)
             else:
+                span.set_attributes(http)
                 review = tracer.not_inspected(span, problem)
         except Exception as error:  # the app will meet the same receive() error itself
             problem = f"request body could not be read: {type(error).__name__}"

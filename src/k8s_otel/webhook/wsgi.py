@@ -246,13 +246,14 @@ class WSGIMiddleware(WebhookMiddleware):
         status: list[Optional[int]] = [None]
         review = NOT_READ
         try:
-            span.set_attributes(_attributes(environ, method))
+            http = _attributes(environ, method)
             inspect, problem = tracer.inspection(
                 method, environ.get("PATH_INFO", ""), environ.get("CONTENT_TYPE")
             )
             if inspect:
-                review = tracer.record_request(span, _read_body(environ, tracer.max_body_bytes))
+                review = tracer.record_request(span, _read_body(environ, tracer.max_body_bytes), http)
             else:
+                span.set_attributes(http)
                 review = tracer.not_inspected(span, problem)
         except Exception as error:  # an unreadable body: the app sees the same error on its own read
             problem = f"request body could not be read: {type(error).__name__}"
