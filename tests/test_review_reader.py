@@ -89,3 +89,30 @@ def test_the_documented_blind_spot() -> None:
     fast = read_review_fields(body)
     assert fast is not None and "name" not in fast["request"] and fast["request"]["dryRun"] is True
     assert parse_review_request(body, fast=False).name == "late"
+
+
+def _go_body(**fields: Any) -> bytes:
+    request: dict[str, Any] = {"uid": "u", "kind": {}, "resource": {}, "operation": "CREATE", "userInfo": {}}
+    request.update(fields)
+    request.setdefault("object", {"data": "x" * 20_000})
+    request.update(oldObject=None, dryRun=False, options=None)
+    document = {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def test_what_the_docs_say_falls_back_and_what_does_not() -> None:
+    with mock.patch.object(_review_reader, "_SMALL_BYTES", 16 << 10):
+        assert read_review_fields(_go_body()) is not None
+        assert read_review_fields(_go_body(object={})) is None  # under 16 KiB: json.loads is cheaper
+        assert (
+            read_review_fields(_go_body(userInfo={"extra": {"k": ["v" * 70_000]}})) is None
+        )  # prefix > 64 KiB
+        pretty = json.dumps(json.loads(_go_body()), indent=2).encode()
+        assert read_review_fields(pretty) is not None  # whitespace is fine
+        with_response = json.loads(_go_body())
+        with_response["response"] = {"uid": "u", "allowed": True}
+        assert read_review_fields(json.dumps(with_response).encode()) is None
+        # Not valid JSON inside "object": not flagged on this path (the app's parser refuses it).
+        broken = _go_body().replace(b'"data":"xxx', b'"data":xxx', 1)
+        assert read_review_fields(broken) is not None
+        assert parse_review_request(broken, fast=False).problems == ("request body is not JSON",)

@@ -267,13 +267,14 @@ class WebhookTracer:
         disconnected: bool,
     ) -> None:
         problems = list(review.problems)
+        attributes: dict[str, Any] = {}  # set in one call: the SDK's cost is per call and per key
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
+            attributes["http.response.status_code"] = status
         if error is not None:
             record_error(span, error, record_message=self.record_exception_messages)
-            span.set_attribute("error.type", type(error).__qualname__)
+            attributes["error.type"] = type(error).__qualname__
         elif status is not None and status >= 500:
-            span.set_attribute("error.type", str(status))
+            attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
         if status is not None and not 200 <= status < 300 and error is None and review is not NOT_READ:
             problems.append(
@@ -284,7 +285,7 @@ class WebhookTracer:
             problems.append(DISCONNECTED)
         elif review.is_review and body is not None and answered:
             outcome = check_review_response(review, body, self.webhook_type)
-            self._record_response(span, outcome)
+            _response_attributes(attributes, outcome)
             if outcome.problems:
                 _logger.warning(
                     "k8s_otel: kube-apiserver would reject this admission response (uid %s): %s",
@@ -295,21 +296,21 @@ class WebhookTracer:
         elif review.is_review and body is None and answered:
             problems.append(f"response body larger than {self.max_body_bytes} bytes: not inspected")
         if problems:
-            span.set_attribute(PROBLEMS, problems)
+            attributes[PROBLEMS] = problems
+        if attributes:
+            span.set_attributes(attributes)
 
-    @staticmethod
-    def _record_response(span: Span, outcome: ReviewResponse) -> None:
-        attributes: dict[str, Any] = {}
-        if outcome.allowed is not None:
-            attributes[ALLOWED] = outcome.allowed
-        if outcome.status_code is not None:
-            attributes[STATUS_CODE] = outcome.status_code
-        if outcome.patch_type is not None:
-            attributes[PATCH_TYPE] = outcome.patch_type
-        if outcome.patch_operations is not None:
-            attributes[PATCH_OPERATIONS] = outcome.patch_operations
-        attributes[WARNINGS] = outcome.warnings
-        span.set_attributes(attributes)
+
+def _response_attributes(attributes: dict[str, Any], outcome: ReviewResponse) -> None:
+    if outcome.allowed is not None:
+        attributes[ALLOWED] = outcome.allowed
+    if outcome.status_code is not None:
+        attributes[STATUS_CODE] = outcome.status_code
+    if outcome.patch_type is not None:
+        attributes[PATCH_TYPE] = outcome.patch_type
+    if outcome.patch_operations is not None:
+        attributes[PATCH_OPERATIONS] = outcome.patch_operations
+    attributes[WARNINGS] = outcome.warnings
 
 
 def http_server_attributes(
