@@ -338,3 +338,25 @@ def test_the_process_budget_comes_from_the_env(monkeypatch: pytest.MonkeyPatch) 
     finally:
         monkeypatch.delenv(SAMPLED_PARENTS_ENV)
         reset_process_budget()
+
+
+def test_a_burst_and_the_caller_is_built_only_for_a_rule() -> None:
+    budget = SampledParentBudget(1, burst=3)
+    assert [budget.take() for _ in range(4)] == [True, True, True, False]
+
+    looked_up: list[str] = []
+
+    class Watched(dict):  # type: ignore[type-arg]
+        def get(self, key: str, default: Any = None) -> Any:
+            looked_up.append(key)
+            return super().get(key, default)
+
+    provider, _ = _recording()
+    for trust, built in (("trust", False), (lambda caller: True, True)):
+        looked_up.clear()
+        environ = Watched({"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "wsgi.input": io.BytesIO(b"")})
+        result: Any = WSGIMiddleware(_wsgi_app, tracer_provider=provider, trust=trust)(
+            environ, lambda *a: None
+        )
+        result.close()
+        assert ("SSL_CLIENT_VERIFY" in looked_up) is built

@@ -637,3 +637,20 @@ def test_flask_spans_are_named_after_the_route_without_a_request_hook(
         "/validate/<kind>",
     )
     assert unrouted.name == "POST /nowhere"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "json_like"),
+    [
+        ("application/json", True),
+        ("Application/JSON; charset=utf-8", True),
+        ("application/merge-patch+json", True),
+        ("text/json", False),
+        ("application/jsonx", False),
+        (None, False),
+    ],
+)
+def test_json_content_types(content_type: Any, json_like: bool) -> None:
+    from k8s_otel.webhook._core import is_json_content_type
+
+    assert is_json_content_type(content_type) is json_like
