@@ -654,3 +654,22 @@ def test_json_content_types(content_type: Any, json_like: bool) -> None:
     from k8s_otel.webhook._core import is_json_content_type
 
     assert is_json_content_type(content_type) is json_like
+
+
+def test_past_the_budget_the_webhook_span_is_a_root_with_a_link(
+    recorded: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, memory = recorded
+    budget = SampledParentBudget(2)
+    middleware = WSGIMiddleware(
+        _answer(allow), tracer_provider=provider, trust=TrustPolicy("trust", budget=budget)
+    )
+    for _ in range(3):
+        _call(middleware, _environ(json.dumps(review()).encode()))
+    first, second, third = memory.get_finished_spans()
+    for span in (first, second):
+        assert span.parent is not None and span.parent.span_id == 0x00F067AA0BA902B7 and not span.links
+    assert third.parent is None  # a root, sampled by the webhook's own sampler (here: everything)
+    assert [link.context.span_id for link in third.links] == [0x00F067AA0BA902B7]
+    assert (third.attributes or {})["UID"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    assert budget.refused == 1
