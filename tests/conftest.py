@@ -35,3 +35,7 @@ def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "K8S_CLUSTER_NAME",
         }:
             monkeypatch.delenv(name, raising=False)
+    # The sampled-parent budget is per process: each test starts with a full one, read from its env.
+    from k8s_otel.trust import reset_process_budget
+
+    reset_process_budget()

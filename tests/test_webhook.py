@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -165,7 +166,9 @@ def test_upstream_fixtures_and_byte_identical_responses(
     assert server.attributes["UID"] == "uidValue"
     assert server.attributes["operation"] == "operationValue"
     assert server.attributes["resource"] == "groupValue/versionValue, Resource=resourceValue"
-    assert server.attributes["subresource"] == "subResourceValue"
+    # The request's own resource (requestResource/requestSubResource), as the apiserver's span has it.
+    assert server.attributes["subresource"] == "requestSubResourceValue"
+    assert server.attributes["request.resource"] == "groupValue/versionValue, Resource=resourceValue"
     assert server.attributes["kind"] == "groupValue/versionValue, Kind=kindValue"
     assert server.attributes["request.dryRun"] is True
     assert server.attributes["response.patchType"] == "JSONPatch"
@@ -221,8 +224,12 @@ def test_http_5xx_is_an_error(
     [
         (b"not json at all", "application/json", "request body is not JSON"),
         (b"[1, 2]", "application/json", "request body is not a JSON object"),
-        # A wrong Content-Type reaches the app as it is; /raw's plain-text answer is what is flagged.
-        (json.dumps(review()).encode(), "text/plain", "response body is not JSON"),
+        # A wrong Content-Type reaches the app as it is, unread, and is flagged.
+        (
+            json.dumps(review()).encode(),
+            "text/plain",
+            "request Content-Type is 'text/plain', not application/json: not inspected",
+        ),
         (
             b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
             "application/json",
@@ -234,7 +241,12 @@ def test_http_5xx_is_an_error(
             "application/json",
             "is not admission.k8s.io/v1 or v1beta1",
         ),
-        (b"\xff\xfe\x00garbage", "application/octet-stream", "request body is not JSON"),
+        (
+            b"\xff\xfe\x00garbage",
+            "application/octet-stream",
+            "request Content-Type is 'application/octet-stream'",
+        ),
+        (b"\xff\xfe\x00garbage", "application/json; charset=utf-8", "request body is not JSON"),
     ],
 )
 def test_bad_requests_reach_the_app_unchanged(
@@ -466,8 +478,10 @@ def test_a_stream_without_length_or_end_is_never_read(sampled_handle: TracingHan
     assert _call_wsgi(middleware, environ) == b""
 
 
+@pytest.mark.parametrize("workers", [["-w", "2"], ["-w", "2", "--worker-class", "gthread", "--threads", "8"]],
+                         ids=["sync", "gthread"])  # fmt: skip
 def test_gunicorn_preload_forked_workers_export(
-    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer
+    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer, workers: list[str]
 ) -> None:
     # --preload: configure() runs in the master before the fork; each worker must build its own
     # exporter (a gRPC channel from before fork() is unusable in the child), and flush on exit.
@@ -482,7 +496,7 @@ def test_gunicorn_preload_forked_workers_export(
         port = probe.getsockname()[1]
     tests = Path(__file__).resolve().parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tests),
+        [sys.executable, "-m", "gunicorn", "--preload", *workers, "-b", f"127.0.0.1:{port}", "--chdir", str(tests),
          "gunicorn_app:app"],
         env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}"},
         stdout=subprocess.DEVNULL,
@@ -503,7 +517,10 @@ def test_gunicorn_preload_forked_workers_export(
                     message = f"gunicorn did not come up (exit code {process.returncode}): {stderr[-2000:]}"
                     raise AssertionError(message) from None
                 time.sleep(0.1)
-        calls = [apiserver.call(port, json.dumps(review(uid=f"g-{i}")).encode()) for i in range(6)]
+        with ThreadPoolExecutor(max_workers=6) as pool:  # parallel: gthread serves them in threads
+            calls = list(
+                pool.map(lambda i: apiserver.call(port, json.dumps(review(uid=f"g-{i}")).encode()), range(6))
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -515,8 +532,11 @@ def test_gunicorn_preload_forked_workers_export(
         if s.kind == "SERVER" and s.resource.get("service.name") == "gunicorn-webhook"
     }
     assert len(servers) == 6
-    for call in calls:
+    for index, call in enumerate(calls):
         assert servers[call.trace_id].parent_span_id == call.client_span_id
+        assert servers[call.trace_id].attributes["UID"] == f"g-{index}"
+    checks = [s for s in spans if s.name == "policy check"]
+    assert sorted(c.parent_span_id for c in checks) == sorted(s.span_id for s in servers.values())
 
 
 # --- the handler decorator ----------------------------------------------------------------------
@@ -576,3 +596,207 @@ def test_the_docs_list_every_attribute_key() -> None:
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
     assert [key for key in attribute_keys() if f"`{key}`" not in docs] == []
+
+
+# --- issue 11: secrets, sizes, bodies -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_app_exception_text_is_opt_in(
+    serve: Serve,
+    apiserver: FakeAPIServer,
+    otlp_receiver: OTLPReceiver,
+    webhook_tracing: TracingHandle,
+    opt_in: bool,
+) -> None:
+    with serve(record_exception_messages=opt_in) as port:
+        call = apiserver.call(port, json.dumps(review()).encode(), path="/boom-secret")
+    assert call.status == 500
+    server = webhook_span(spans_of(otlp_receiver, webhook_tracing, 3))
+    [(name, attributes)] = server.events
+    assert (name, attributes["exception.type"]) == ("exception", "ValueError")
+    assert "Traceback (most recent call last)" in attributes["exception.stacktrace"]
+    recorded = json.dumps([server.attributes, server.events, server.status_message], default=str)
+    assert (SECRET_VALUE in recorded) is opt_in
+    if not opt_in:
+        assert server.status_message == "ValueError"
+
+
+def test_a_5_mib_name_does_not_lose_the_batch(
+    otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+) -> None:
+    # One batch: the spans before and after the huge request must all arrive (gRPC's 4 MiB limit).
+    from k8s_otel.trust import SampledParentBudget, TrustPolicy
+
+    policy = TrustPolicy("trust", budget=SampledParentBudget(1000))
+    middleware = WSGIMiddleware(make_wsgi_app(webhook_tracing.tracer_provider),
+                                tracer_provider=webhook_tracing.tracer_provider, trust=policy)  # fmt: skip
+    names = ["before-1", "before-2", "n" * (5 << 20), "after-1", "after-2"]
+    for index, name in enumerate(names):
+        body = json.dumps(review(uid=f"u{index}", name=name)).encode()
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/validate", "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
+            "HTTP_TRACEPARENT": f"00-{index + 1:032x}-00f067aa0ba902b7-01",
+        }  # fmt: skip
+        result = middleware(environ, lambda *args: None)
+        b"".join(result)
+        result.close()  # type: ignore[attr-defined]
+    spans = spans_of(otlp_receiver, webhook_tracing, 10)
+    servers = {s.attributes["UID"]: s for s in spans if s.kind == "SERVER"}
+    assert sorted(servers) == [f"u{i}" for i in range(5)]
+    assert len(servers["u2"].attributes["name"]) == 253
+    assert len([s for s in spans if s.name == "policy check"]) == 5
+
+
+def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def _length_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Reads the body as werkzeug/Flask do: to the end of a terminated input, else CONTENT_LENGTH."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        data = stream.read()
+    else:
+        data = stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+    return [f"{len(data)} {hash(data)}".encode()]
+
+
+def test_chunked_wins_over_content_length_under_werkzeug(
+    sampled_handle: TracingHandle, otlp_receiver: OTLPReceiver
+) -> None:
+    payload = json.dumps(review(object={"data": "x" * 1500})).encode()
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(payload[i : i + 100]), payload[i : i + 100])
+        for i in range(0, len(payload), 100)
+    )
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+        b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n"
+    )
+    answers = []
+    for wrap in (False, True):
+        app: Any = (
+            WSGIMiddleware(_length_app, tracer_provider=sampled_handle.tracer_provider)
+            if wrap
+            else _length_app
+        )
+        with wsgi_server(app) as port:
+            answers.append(_raw_request(port, head, chunks + b"0\r\n\r\n").partition(b"\r\n\r\n")[2])
+    assert answers[0] == answers[1]
+    assert str(len(payload)).encode() + b" " in answers[0]  # all 2,351 bytes, not 5
+    sampled_handle.force_flush(10)
+    [span] = otlp_receiver.wait_for_spans(1)
+    assert span.attributes["UID"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+
+
+def _long_stream_wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+    start_response("200 OK", [("Content-Type", "application/json")])
+
+    def body() -> Iterator[bytes]:
+        import time
+
+        for _ in range(400):
+            time.sleep(0.002)
+            yield b"x" * 65536
+
+    return body()
+
+
+def _long_stream_asgi() -> Any:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def chunks() -> Any:
+        for _ in range(400):
+            await asyncio.sleep(0.002)
+            yield b"x" * 65536
+
+    async def endpoint(request: Any) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    return Starlette(routes=[Route("/validate", endpoint, methods=["POST"])])
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_client_disconnect_is_the_same_under_wsgi_and_asgi(
+    sampled_handle: TracingHandle, otlp_receiver: OTLPReceiver, kind: str
+) -> None:
+    import socket
+    import time
+
+    from k8s_otel.trust import SampledParentBudget, TrustPolicy
+
+    options: dict[str, Any] = {
+        "tracer_provider": sampled_handle.tracer_provider,
+        "trust": TrustPolicy("trust", budget=SampledParentBudget(1000)),
+    }
+    server = (
+        wsgi_server(WSGIMiddleware(_long_stream_wsgi, **options))
+        if kind == "wsgi"
+        else asgi_server(ASGIMiddleware(_long_stream_asgi(), **options))
+    )
+    body = json.dumps(review()).encode()
+    with server as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        for _ in range(150):  # the server notices the reset on its next write, then ends the span
+            sampled_handle.force_flush(10)
+            if otlp_receiver.spans():
+                break
+            time.sleep(0.1)
+        [span] = otlp_receiver.spans()
+    assert span.status_code == "UNSET"
+    assert not span.events
+    assert "error.type" not in span.attributes
+    assert span.attributes["admission.problems"] == (
+        "the client disconnected before the response was complete",
+    )
+
+
+def test_unsampled_streams_under_werkzeug_keep_the_apiservers_trace(
+    otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+) -> None:
+    from opentelemetry import trace
+
+    seen: list[str] = []
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body() -> Iterator[bytes]:
+            for _ in range(5):
+                seen.append(f"{trace.get_current_span().get_span_context().trace_id:032x}")
+                yield b"{}"[:1] if len(seen) < 5 else b"}"
+
+        return body()
+
+    quiet = FakeAPIServer(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
+    try:
+        with wsgi_server(WSGIMiddleware(streaming, tracer_provider=webhook_tracing.tracer_provider)) as port:
+            call = quiet.call(port, json.dumps(review()).encode())
+    finally:
+        quiet.provider.shutdown()
+    assert call.body == b"{{{{}"
+    assert seen == [call.trace_id] * 5  # not five new traces started by the sampler

@@ -98,6 +98,8 @@ def _wsgi(tracer: trace.Tracer, environ: dict[str, Any], start_response: Callabl
     body = environ["wsgi.input"].read(length) if length else b""
     if path == "/boom":
         raise RuntimeError("handler failed")
+    if path == "/boom-secret":  # an app exception that quotes the admitted object
+        raise ValueError(f"invalid literal for int() with base 10: {SECRET_VALUE!r}")
     if path == "/fail":
         start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
         return [b"webhook internal server error"]
@@ -147,6 +149,8 @@ async def _asgi(tracer: trace.Tracer, scope: dict[str, Any], receive: Any, send:
     path = scope["path"]
     if path == "/boom":
         raise RuntimeError("handler failed")
+    if path == "/boom-secret":
+        raise ValueError(f"invalid literal for int() with base 10: {SECRET_VALUE!r}")
     if path == "/fail":
         await send(
             {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]}

@@ -4,15 +4,15 @@ The SERVER span starts in the context kube-apiserver sent (or links to it, per t
 so it is a child of the apiserver's ``HTTP POST`` client span, itself under ``Call validating
 webhook`` / ``Call mutating webhook``. Its attributes reuse the apiserver's keys (``UID``,
 ``operation``, ``resource``, …) so one query joins both sides. When the span is not sampled, the
-request goes through untouched: no body is buffered, nothing is parsed.
+request goes through untouched: no body is buffered, nothing is parsed. Only requests that look
+like an AdmissionReview (POST, a JSON content type, a route the ``paths`` option accepts) are read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Optional, Union
+from collections.abc import Collection, Mapping
+from typing import Any, Callable, Optional, Union
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -20,10 +20,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
+from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
 from k8s_otel.admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
 from k8s_otel.conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
 from k8s_otel.propagation import extract_from_values
-from k8s_otel.trust import TrustPolicy
+from k8s_otel.trust import Caller, TrustPolicy
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookMiddleware", "WebhookTracer", "attribute_keys"]
 
@@ -42,6 +43,7 @@ WEBHOOK_TYPES = ("validating", "mutating")
 KIND = "kind"
 # Ours: the AdmissionReview field path, so the key says where the value came from.
 REVIEW_VERSION = "request.apiVersion"
+MATCHED_RESOURCE = "request.resource"
 DRY_RUN = "request.dryRun"
 USERNAME = "request.userInfo.username"
 GROUPS = "request.userInfo.groups"
@@ -53,25 +55,35 @@ WARNINGS = "response.warnings.count"
 PROBLEMS = "admission.problems"
 WEBHOOK_TYPE = "admission.webhook.type"
 
+DISCONNECTED = "the client disconnected before the response was complete"
+
+NOT_READ = ReviewRequest()
+
+PathFilter = Union[Collection[str], Callable[[str], bool], None]
+
 
 def attribute_keys() -> tuple[str, ...]:
     """Every admission key the wrappers may set (tests check that docs/webhooks.md lists each one)."""
     return (
-        UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND, REVIEW_VERSION, DRY_RUN, USERNAME,
-        GROUPS, ALLOWED, STATUS_CODE, PATCH_TYPE, PATCH_OPERATIONS, WARNINGS, PROBLEMS, WEBHOOK_TYPE,
+        UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND, REVIEW_VERSION, MATCHED_RESOURCE,
+        DRY_RUN, USERNAME, GROUPS, ALLOWED, STATUS_CODE, PATCH_TYPE, PATCH_OPERATIONS, WARNINGS, PROBLEMS,
+        WEBHOOK_TYPE,
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class HTTPRequest:
-    """What a wrapper read from the HTTP layer, before the body."""
+def is_json_content_type(value: Optional[str]) -> bool:
+    """``application/json`` (any parameters, any case) or a ``+json`` type: what a review is sent as."""
+    if not value:
+        return False
+    media = value.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
-    method: str
-    path: str
-    query: str
-    traceparent: Optional[str]
-    tracestate: Optional[str]
-    baggage: Optional[str]
+
+def _shown_content_type(value: Optional[str]) -> str:
+    if not value:
+        return "request has no Content-Type"
+    text = value[:64].encode("ascii", "backslashreplace").decode("ascii")
+    return f"request Content-Type is {text!r}"
 
 
 class WebhookTracer:
@@ -85,17 +97,27 @@ class WebhookTracer:
         webhook_type: Optional[str] = None,
         record_user: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        record_exception_messages: Optional[bool] = None,
+        paths: PathFilter = None,
+        fast_reader: bool = True,
     ) -> None:
         if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
             raise ValueError(f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}")
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
+        if isinstance(paths, str):
+            raise ValueError(f"paths must be a collection of paths or a function, not the string {paths!r}")
         self._tracer_provider = tracer_provider
         self._tracer: Optional[trace.Tracer] = None
         self.policy = TrustPolicy.parse(trust)
         self.webhook_type = webhook_type
         self.record_user = record_user
         self.max_body_bytes = max_body_bytes
+        self.record_exception_messages = (
+            record_messages_from_env() if record_exception_messages is None else record_exception_messages
+        )
+        self.paths = frozenset(paths) if paths is not None and not callable(paths) else paths
+        self.fast_reader = fast_reader
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -104,48 +126,106 @@ class WebhookTracer:
             self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=self._tracer_provider)
         return self._tracer
 
-    def start(self, request: HTTPRequest, route: Optional[str] = None) -> tuple[Span, Context]:
-        """Start the SERVER span; returns it and the context to run the app in."""
-        incoming = extract_from_values(request.traceparent, request.tracestate, request.baggage)
-        parent, links = self.policy.resolve(incoming)
+    def start(
+        self,
+        method: str,
+        path: str,
+        traceparent: Optional[str],
+        tracestate: Optional[str],
+        baggage: Optional[str],
+        route: Optional[str] = None,
+        caller: Optional[Callable[[], Caller]] = None,
+    ) -> tuple[Span, Context]:
+        """Start the SERVER span; returns it and the context to run the app in.
+
+        ``caller`` makes the trust rule's Caller; it is called only when the policy has a rule.
+        """
+        incoming = extract_from_values(traceparent, tracestate, baggage)
+        parent, links = self.policy.resolve(incoming, caller=caller)
         # Webhook paths are few and fixed (clientConfig.service.path); a hostile long one is cut.
-        if request.method == "POST":
-            name = f"POST {(route or request.path)[:_MAX_NAME_PATH]}"
+        if method == "POST":
+            name = f"POST {(route or path)[:_MAX_NAME_PATH]}"
         else:  # the HTTP semantic conventions: a known method, or "HTTP"
-            name = request.method if request.method in _KNOWN_METHODS else "HTTP"
+            name = method if method in _KNOWN_METHODS else "HTTP"
         span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, links=links)
         return span, trace.set_span_in_context(span, parent)
 
-    def record_request(self, span: Span, body: Union[bytes, Mapping[str, Any], None]) -> ReviewRequest:
-        """Set the request attributes from the body (None: too large or unread)."""
+    def inspection(self, method: str, path: str, content_type: Optional[str]) -> tuple[bool, Optional[str]]:
+        """Whether to read the body of this request, and the problem to record when it is not read.
+
+        Only what looks like an AdmissionReview is read: a POST with a JSON content type on a path
+        the ``paths`` option accepts. Anything else passes through unbuffered and unparsed.
+        """
+        if method != "POST" or not self._path_accepted(path):
+            return False, None
+        if not is_json_content_type(content_type):
+            return False, f"{_shown_content_type(content_type)}, not application/json: not inspected"
+        return True, None
+
+    def _path_accepted(self, path: str) -> bool:
+        paths = self.paths
+        if paths is None:
+            return True
+        if isinstance(paths, frozenset):
+            return path in paths
+        try:
+            return bool(paths(path))
+        except Exception:  # a broken filter: do not inspect, never fail the request
+            return False
+
+    @staticmethod
+    def not_inspected(span: Span, problem: Optional[str]) -> ReviewRequest:
+        """The request was not read; record why, when there is something to say."""
+        if problem is None:
+            return NOT_READ
+        span.set_attribute(PROBLEMS, (problem,))
+        return ReviewRequest(problems=(problem,))
+
+    def record_request(
+        self, span: Span, body: Union[bytes, Mapping[str, Any], None], http: Optional[dict[str, Any]] = None
+    ) -> ReviewRequest:
+        """Set the request attributes from the body (None: too large), with ``http`` (the HTTP
+        attributes, set in the same call). Never raises."""
+        try:
+            return self._record_request(span, body, http or {})
+        except Exception as error:  # telemetry never breaks the webhook
+            _logger.debug("k8s_otel: failed to record the admission request", exc_info=True)
+            return ReviewRequest(problems=(f"request could not be read: {type(error).__name__}",))
+
+    def _record_request(
+        self, span: Span, body: Union[bytes, Mapping[str, Any], None], attributes: dict[str, Any]
+    ) -> ReviewRequest:
         if body is None:
-            span.set_attribute(
-                PROBLEMS, (f"request body larger than {self.max_body_bytes} bytes: not inspected",)
-            )
-            return ReviewRequest()
-        review = parse_review_request(body)
-        attributes: dict[str, Any] = {}
+            problem = f"request body larger than {self.max_body_bytes} bytes: not inspected"
+            attributes[PROBLEMS] = (problem,)
+            span.set_attributes(attributes)
+            return ReviewRequest(problems=(problem,))
+        review = parse_review_request(body, fast=self.fast_reader)
         if review.api_version:
-            attributes[REVIEW_VERSION] = review.api_version
+            attributes[REVIEW_VERSION] = bounded(review.api_version)
         if review.uid is not None:
-            attributes[UID] = review.uid
+            attributes[UID] = bounded(review.uid)
         for key, value in (
             (OPERATION, review.operation),
             (RESOURCE, review.resource),
-            (SUBRESOURCE, review.subresource),
+            (MATCHED_RESOURCE, review.matched_resource),
             (NAME, review.name),
             (NAMESPACE, review.namespace),
             (KIND, review.kind),
         ):
             if value:
-                attributes[key] = value
+                attributes[key] = bounded(value)
+        if review.has_request:
+            attributes[SUBRESOURCE] = bounded(review.subresource)  # "" when none, as the apiserver sets it
         if review.dry_run is not None:
             attributes[DRY_RUN] = review.dry_run
         if self.record_user:
-            attributes[USERNAME] = review.username
+            attributes[USERNAME] = bounded(review.username)
             attributes[GROUPS] = review.groups
         if self.webhook_type:
             attributes[WEBHOOK_TYPE] = self.webhook_type
+        if review.problems:
+            attributes[PROBLEMS] = review.problems
         span.set_attributes(attributes)
         return review
 
@@ -157,14 +237,24 @@ class WebhookTracer:
         status: Optional[int],
         body: Union[bytes, Mapping[str, Any], None],
         error: Optional[BaseException] = None,
+        disconnected: bool = False,
     ) -> None:
-        """Record the outcome and end the span. ``body`` None: the response was too large or absent."""
+        """Record the outcome and end the span. Never raises; the span always ends.
+
+        ``body`` None: the response was too large or absent. ``disconnected``: the client went
+        away before the response was complete, which is not the webhook's error.
+        """
         try:
-            self._record_outcome(span, review, status=status, body=body, error=error)
+            self._record_outcome(
+                span, review, status=status, body=body, error=error, disconnected=disconnected
+            )
         except Exception:  # never let tracing break a webhook
             _logger.debug("k8s_otel: failed to record the admission response", exc_info=True)
         finally:
-            span.end()
+            try:
+                span.end()
+            except Exception:
+                _logger.debug("k8s_otel: failed to end the admission span", exc_info=True)
 
     def _record_outcome(
         self,
@@ -174,50 +264,53 @@ class WebhookTracer:
         status: Optional[int],
         body: Union[bytes, Mapping[str, Any], None],
         error: Optional[BaseException],
+        disconnected: bool,
     ) -> None:
         problems = list(review.problems)
+        attributes: dict[str, Any] = {}  # set in one call: the SDK's cost is per call and per key
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
+            attributes["http.response.status_code"] = status
         if error is not None:
-            span.record_exception(error)
-            span.set_attribute("error.type", type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"[:256]))
+            record_error(span, error, record_message=self.record_exception_messages)
+            attributes["error.type"] = type(error).__qualname__
         elif status is not None and status >= 500:
-            span.set_attribute("error.type", str(status))
+            attributes["error.type"] = str(status)
             span.set_status(Status(StatusCode.ERROR))
-        if status is not None and not 200 <= status < 300 and error is None:
+        if status is not None and not 200 <= status < 300 and error is None and review is not NOT_READ:
             problems.append(
                 f"HTTP {status}: kube-apiserver treats any status outside 2xx as a failed webhook call"
             )
         answered = error is None and (status is None or 200 <= status < 300)  # None: no HTTP layer
-        if review.is_review and body is not None and answered:
+        if disconnected:
+            problems.append(DISCONNECTED)
+        elif review.is_review and body is not None and answered:
             outcome = check_review_response(review, body, self.webhook_type)
-            self._record_response(span, outcome)
+            _response_attributes(attributes, outcome)
             if outcome.problems:
                 _logger.warning(
                     "k8s_otel: kube-apiserver would reject this admission response (uid %s): %s",
-                    review.uid,
+                    bounded(review.uid or "", 64),
                     "; ".join(outcome.problems),
                 )
             problems.extend(outcome.problems)
         elif review.is_review and body is None and answered:
             problems.append(f"response body larger than {self.max_body_bytes} bytes: not inspected")
         if problems:
-            span.set_attribute(PROBLEMS, problems)
+            attributes[PROBLEMS] = problems
+        if attributes:
+            span.set_attributes(attributes)
 
-    @staticmethod
-    def _record_response(span: Span, outcome: ReviewResponse) -> None:
-        attributes: dict[str, Any] = {}
-        if outcome.allowed is not None:
-            attributes[ALLOWED] = outcome.allowed
-        if outcome.status_code is not None:
-            attributes[STATUS_CODE] = outcome.status_code
-        if outcome.patch_type is not None:
-            attributes[PATCH_TYPE] = outcome.patch_type
-        if outcome.patch_operations is not None:
-            attributes[PATCH_OPERATIONS] = outcome.patch_operations
-        attributes[WARNINGS] = outcome.warnings
-        span.set_attributes(attributes)
+
+def _response_attributes(attributes: dict[str, Any], outcome: ReviewResponse) -> None:
+    if outcome.allowed is not None:
+        attributes[ALLOWED] = outcome.allowed
+    if outcome.status_code is not None:
+        attributes[STATUS_CODE] = outcome.status_code
+    if outcome.patch_type is not None:
+        attributes[PATCH_TYPE] = outcome.patch_type
+    if outcome.patch_operations is not None:
+        attributes[PATCH_OPERATIONS] = outcome.patch_operations
+    attributes[WARNINGS] = outcome.warnings
 
 
 def http_server_attributes(
@@ -233,35 +326,35 @@ def http_server_attributes(
     protocol_version: Optional[str],
     route: Optional[str] = None,
 ) -> dict[str, Any]:
-    """The stable OTel HTTP server attributes for the admission span."""
+    """The stable OTel HTTP server attributes for the admission span, each value bounded."""
     attributes: dict[str, Any] = {
-        "http.request.method": method,
-        "url.scheme": scheme,
-        "url.path": path,
+        "http.request.method": bounded(method, 64),
+        "url.scheme": bounded(scheme, 64),
+        "url.path": bounded(path),
     }
     if query:
-        attributes["url.query"] = query
+        attributes["url.query"] = bounded(query)
     address, port = _host_port(host) if host else (server or (None, None))
     if address:
-        attributes["server.address"] = address
+        attributes["server.address"] = bounded(address, 255)
     if port:
         attributes["server.port"] = port
     if client:
-        attributes["client.address"] = attributes["network.peer.address"] = client[0]
+        attributes["client.address"] = attributes["network.peer.address"] = bounded(client[0], 255)
         if client[1]:
             attributes["network.peer.port"] = client[1]
     if user_agent:
-        attributes["user_agent.original"] = user_agent[:1024]
+        attributes["user_agent.original"] = bounded(user_agent, MAX_ATTRIBUTE_LENGTH)
     if protocol_version:
-        attributes["network.protocol.version"] = protocol_version
+        attributes["network.protocol.version"] = bounded(protocol_version, 16)
     if route:
-        attributes["http.route"] = route
+        attributes["http.route"] = bounded(route)
     return attributes
 
 
 def _host_port(host: str) -> tuple[Optional[str], Optional[int]]:
     name, colon, port = host.rpartition(":")
-    if colon and port.isdigit() and not name.endswith(":"):
+    if colon and port.isdigit() and len(port) <= 5 and not name.endswith(":"):
         return name.strip("[]"), int(port)
     return host.strip("[]"), None
 
@@ -277,9 +370,13 @@ class WebhookMiddleware:
     """What the WSGI and ASGI wrappers share: the wrapped app and their WebhookTracer.
 
     Options: ``tracer_provider`` (default: the global one, looked up on first use), ``trust``
-    (``"trust"``, ``"link"`` or a TrustPolicy; default ``"trust"``: the caller is kube-apiserver),
-    ``webhook_type`` (``"validating"``/``"mutating"``: enables the patch checks), ``record_user``
-    (the end user's name and groups; off by default), ``max_body_bytes``.
+    (``"trust"``, ``"link"``, ``"kube-apiserver"``, a rule or a TrustPolicy; default ``"trust"``:
+    the caller is kube-apiserver), ``webhook_type`` (``"validating"``/``"mutating"``: enables the
+    patch checks), ``record_user`` (the end user's name and groups; off by default),
+    ``max_body_bytes``, ``record_exception_messages`` (default: ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES``),
+    ``paths`` (the paths whose POSTs are admission reviews: a collection, or a function of the
+    path; default: every path), ``fast_reader`` (read a review in kube-apiserver's field order
+    from its prefix and tail only; default True; False parses every body in full).
     """
 
     def __init__(
@@ -291,6 +388,9 @@ class WebhookMiddleware:
         webhook_type: Optional[str] = None,
         record_user: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        record_exception_messages: Optional[bool] = None,
+        paths: PathFilter = None,
+        fast_reader: bool = True,
     ) -> None:
         self.app = app
         self.tracer = WebhookTracer(
@@ -299,4 +399,7 @@ class WebhookMiddleware:
             webhook_type=webhook_type,
             record_user=record_user,
             max_body_bytes=max_body_bytes,
+            record_exception_messages=record_exception_messages,
+            paths=paths,
+            fast_reader=fast_reader,
         )

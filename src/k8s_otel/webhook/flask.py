@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from k8s_otel._extras import missing_extra
 
@@ -11,25 +11,28 @@ try:
 except ImportError as error:
     raise missing_extra("flask", error) from None
 
-from opentelemetry import trace
 
 from k8s_otel.webhook.wsgi import WSGIMiddleware
 
 __all__ = ["instrument_flask_app"]
 
 
-def _name_span_after_route() -> None:
-    """Once Flask has matched the route, name the span after it (``POST /validate/<kind>``)."""
-    rule = flask.request.url_rule
-    span = trace.get_current_span()
-    if rule is not None and span.is_recording():
-        span.update_name(f"{flask.request.method} {rule.rule}")
-        span.set_attribute("http.route", rule.rule)
+def _route_matcher(app: flask.Flask) -> Callable[[dict[str, Any]], Optional[str]]:
+    def route_of(environ: dict[str, Any]) -> Optional[str]:
+        """The rule Flask matches for this request (asked of its url_map, sampled requests only)."""
+        try:
+            rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
+        except Exception:  # no route (404/405) or a redirect: the path name stays
+            return None
+        return getattr(rule, "rule", None)
+
+    return route_of
 
 
 def instrument_flask_app(app: flask.Flask, **options: Any) -> WSGIMiddleware:
-    """Wrap ``app.wsgi_app`` in WSGIMiddleware (same options) and record the matched route."""
+    """Wrap ``app.wsgi_app`` in WSGIMiddleware (same options); the span is named after the matched
+    route (``POST /validate/<kind>``). No ``before_request`` hook: nothing runs when unsampled."""
     middleware = WSGIMiddleware(app.wsgi_app, **options)
+    middleware.route_of = _route_matcher(app)
     app.wsgi_app = middleware  # type: ignore[method-assign]
-    app.before_request(_name_span_after_route)
     return middleware
