@@ -72,7 +72,8 @@ class FakeCluster:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
-        self.failures: list[tuple[str, str, int]] = []  # (METHOD, path suffix, status), used once each
+        # (METHOD, path suffix, status[, message]), each used once; the message is the Status's text.
+        self.failures: list[tuple[Any, ...]] = []
         self._version = 100
         self._lock = threading.Lock()
         self._watchers: list[tuple[str, queue.Queue[Optional[dict[str, Any]]]]] = []
@@ -186,14 +187,15 @@ class FakeCluster:
                 path = urlsplit(self.path).path
                 with cluster._lock:
                     for failure in cluster.failures:
-                        method, suffix, code = failure
+                        method, suffix, code = failure[:3]
                         if method == self.command and path.endswith(suffix):
                             cluster.failures.remove(failure)
+                            message = failure[3] if len(failure) > 3 else f"injected {code}"
                             break
                     else:
                         return False
-                reasons = {404: "NotFound", 409: "Conflict", 500: "InternalError"}
-                self._json(code, status(code, reasons.get(code, "Unknown"), f"injected {code}"))
+                reasons = {404: "NotFound", 409: "Conflict", 422: "Invalid", 500: "InternalError"}
+                self._json(code, status(code, reasons.get(code, "Unknown"), message))
                 return True
 
             def _route(self, parts: list[str]) -> Optional[tuple[Kind, Optional[str], Optional[str], str]]:

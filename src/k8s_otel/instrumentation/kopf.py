@@ -32,14 +32,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind
 
 from k8s_otel import __version__
+from k8s_otel._errors import record_error, record_messages_from_env
 from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     end_span,
-    error_message,
     finish_client_span,
     start_client_span,
 )
@@ -211,8 +211,10 @@ class _HandlerSpans:
         annotation: Optional[str],
         policy: TrustPolicy,
         errors: dict[str, tuple[type[BaseException], ...]],
+        record_messages: bool = False,
     ) -> None:
         self.tracer = tracer
+        self.record_messages = record_messages
         self.annotation = annotation
         self.policy = policy
         self.errors = errors
@@ -292,11 +294,11 @@ class _HandlerSpans:
                     # the controller, but the reason is recorded.
                     span.set_attribute(OUTCOME, "retry")
                     span.set_attribute("error.type", type(error).__qualname__)
-                    span.record_exception(error, {"exception.message": _message(error)})
+                    self._record(span, error, set_status=False)
             elif isinstance(error, self.errors["admission"]):
                 span.set_attribute(OUTCOME, "denied")  # a validating answer, not a failure
                 span.set_attribute("error.type", type(error).__qualname__)
-                span.record_exception(error, {"exception.message": _message(error)})
+                self._record(span, error, set_status=False)
             else:
                 permanent = isinstance(error, self.errors["permanent"])
                 self._failed(span, error, "permanent-error" if permanent else "error")
@@ -305,18 +307,14 @@ class _HandlerSpans:
         finally:
             end_span(span)
 
-    @staticmethod
-    def _failed(span: Span, error: BaseException, outcome: str, note: str = "") -> None:
-        message = _message(error)
+    def _failed(self, span: Span, error: BaseException, outcome: str, note: str = "") -> None:
         span.set_attribute(OUTCOME, outcome)
         span.set_attribute("error.type", type(error).__qualname__)
-        span.record_exception(error, {"exception.message": message})
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}{note}"[:256]))
+        self._record(span, error, description_suffix=note)
 
-
-def _message(error: BaseException) -> str:
-    """The error's text, or only its HTTP status when it is an API error (its text has the body)."""
-    return error_message(error, getattr(error, "status", None))
+    def _record(self, span: Span, error: BaseException, **options: Any) -> None:
+        """The exception event (type, frames; an API error's status): its text only when opted in."""
+        record_error(span, error, record_message=self.record_messages, **options)
 
 
 def _kopf_gives_up(handler: Any, retry: Any, runtime: Any, delay: Any) -> bool:
@@ -438,7 +436,10 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     ``traceparent`` the handler span *links* to (an invalid key raises ``ValueError``; an invalid
     env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
     ``traceparent`` kube-apiserver sends to kopf's admission webhooks (a rule gets the kopf cause
-    as ``Caller.request``).
+    as ``Caller.request``); ``record_exception_messages`` (default: the
+    ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES`` env var, off): record a handler exception's message. Off,
+    only its type and frames are recorded, because a handler's error often quotes the object; an API
+    error is always recorded by its HTTP status only.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -468,8 +469,13 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             "admission": (kopf.AdmissionError,),
             "children": tuple(c for c in (getattr(execution, "HandlerChildrenRetry", None),) if c),
         }
+        record_messages = kwargs.get("record_exception_messages")
         spans = _HandlerSpans(
-            tracer, annotation or None, TrustPolicy.parse(kwargs.get("trust", "trust")), errors
+            tracer,
+            annotation or None,
+            TrustPolicy.parse(kwargs.get("trust", "trust")),
+            errors,
+            record_messages_from_env() if record_messages is None else bool(record_messages),
         )
         wrappers = (
             _invoke_handler_wrapper(spans),
