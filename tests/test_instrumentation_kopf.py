@@ -184,7 +184,7 @@ def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_i
         [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
         wait_for(lambda: cluster.field("kopfexamples", "team-a", "ex1", "status", "seen"))
 
-    assert span.kind.name == "INTERNAL"
+    assert span.kind.name == "CONSUMER"  # a reconcile (KEP-5915)
     assert span.parent is None  # a watch event starts a new trace
     assert span.status.status_code is StatusCode.UNSET
     assert attributes(span) == {
@@ -528,6 +528,57 @@ def test_traceparent_annotation_is_a_link_never_the_parent(
     assert dict(link.attributes or {}) == {"k8s_otel.link.annotation": "k8s-otel.io/traceparent"}
     assert not by_name["garbled"].links and attributes(by_name["garbled"])["kopf.outcome"] == "success"
     assert not by_name["plain"].links
+
+
+KEP_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00"
+
+
+def test_the_kep_annotation_is_a_link_by_default_and_the_option_adds_a_key(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+    operator.noop(kopf.on.create, id="created")
+    operator.noop(kopf.on.timer, id="ticks", interval=0.05)
+
+    with operator.running():
+        cluster.create(
+            "kopfexamples",
+            example(
+                "both",
+                annotations={
+                    "tracing.k8s.io/traceparent": KEP_TRACEPARENT,
+                    "k8s-otel.io/traceparent": REMOTE_TRACEPARENT,
+                },
+            ),
+        )
+        cluster.create(
+            "kopfexamples",
+            example(
+                "same",
+                annotations={
+                    "tracing.k8s.io/traceparent": REMOTE_TRACEPARENT,
+                    "k8s-otel.io/traceparent": REMOTE_TRACEPARENT,
+                },
+            ),
+        )
+        cluster.create(
+            "kopfexamples", example("kep", annotations={"tracing.k8s.io/traceparent": KEP_TRACEPARENT})
+        )
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 3)
+        [timer, *_] = operator.wait_spans("kopf.timer kopfexamples.kopf.dev")
+
+    by_name = {attributes(s)["name"]: s for s in spans}
+    both = by_name["both"]
+    assert both.kind.name == "CONSUMER" and both.parent is None
+    assert [(f"{link.context.trace_id:032x}", dict(link.attributes or {})) for link in both.links] == [
+        ("4bf92f3577b34da6a3ce929d0e0e4737", {"k8s_otel.link.annotation": "tracing.k8s.io/traceparent"}),
+        ("0af7651916cd43dd8448eb211c80319c", {"k8s_otel.link.annotation": "k8s-otel.io/traceparent"}),
+    ]
+    assert not both.links[0].context.trace_flags.sampled  # an unsampled stamp is still a link
+    assert len(by_name["same"].links) == 1  # one link per stored context
+    [kep] = by_name["kep"].links
+    assert dict(kep.attributes or {}) == {"k8s_otel.link.annotation": "tracing.k8s.io/traceparent"}
+    assert timer.kind.name == "CONSUMER" and not timer.links  # not triggered by a write
 
 
 def test_the_annotation_is_opt_in_and_read_from_the_env(

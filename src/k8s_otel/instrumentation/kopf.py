@@ -36,18 +36,21 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from k8s_otel import __version__
 from k8s_otel._errors import record_error, record_messages_from_env
-from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
+from k8s_otel.conventions import API_GROUP, API_VERSION, RESOURCE, SUBRESOURCE
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     end_span,
     finish_client_span,
     start_client_span,
 )
+from k8s_otel.objects import K8S_NAMESPACE_NAME, LINK_ANNOTATION, TRACEPARENT_ANNOTATION, object_identity
 from k8s_otel.propagation import extract, inject, parse_traceparent
 from k8s_otel.trust import TrustPolicy
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
+    "K8S_NAMESPACE_NAME",
+    "LINK_ANNOTATION",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
     "check_annotation_name",
@@ -61,14 +64,12 @@ DEFAULT_TRACEPARENT_ANNOTATION = "k8s-otel.io/traceparent"
 
 # Span attribute keys. Object identity uses kube-apiserver's keys (as on its admission spans) and
 # the OTel semantic-convention namespace key; the kopf-specific ones are namespaced ``kopf.``.
-K8S_NAMESPACE_NAME = "k8s.namespace.name"
 HANDLER_ID = "kopf.handler.id"
 HANDLER_TYPE = "kopf.handler.type"
 EVENT_TYPE = "kopf.event.type"
 RETRY = "kopf.retry"
 OUTCOME = "kopf.outcome"
 RETRY_DELAY = "kopf.retry.delay"
-LINK_ANNOTATION = "k8s_otel.link.annotation"
 
 # kopf's handler classes (1.37+ names, and the older ``Resource*`` ones) -> our handler type.
 _HANDLER_TYPES = {
@@ -78,22 +79,11 @@ _HANDLER_TYPES = {
     "TimerHandler": "timer",
     "WebhookHandler": None,  # validate/mutate: decided from the handler's reason
 }
+# A reconcile is a new root of kind CONSUMER (KEP-5915); a sub-handler is a step inside its handler's
+# span, and an admission handler a step inside kube-apiserver's request: INTERNAL.
+_SPAN_KINDS = {"subhandler": SpanKind.INTERNAL, "validate": SpanKind.INTERNAL, "mutate": SpanKind.INTERNAL}
 _DECORATOR = {"daemon": "kopf.daemon", "timer": "kopf.timer", "subhandler": "kopf.subhandler"}
 _NOT_CHANGE_TRIGGERED = frozenset({"daemon", "timer"})
-
-# Semantic-convention keys for the kinds that have them (``k8s.pod.name``, ``k8s.pod.uid``, ...).
-_SEMCONV_KINDS = {
-    ("", "pods"): "k8s.pod",
-    ("", "nodes"): "k8s.node",
-    ("", "namespaces"): "k8s.namespace",
-    ("apps", "deployments"): "k8s.deployment",
-    ("apps", "replicasets"): "k8s.replicaset",
-    ("apps", "statefulsets"): "k8s.statefulset",
-    ("apps", "daemonsets"): "k8s.daemonset",
-    ("batch", "jobs"): "k8s.job",
-    ("batch", "cronjobs"): "k8s.cronjob",
-}
-
 
 _ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -182,20 +172,7 @@ def _metadata(cause: Any) -> Mapping[str, Any]:
 
 def _identity(group: str, plural: str, metadata: Mapping[str, Any], cause: Any) -> dict[str, Any]:
     """The object's identity: kube-apiserver's keys, and the semantic conventions' where they exist."""
-    object_name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
-    attributes: dict[str, Any] = {}
-    if object_name:
-        attributes[NAME] = str(object_name)
-    if namespace:
-        attributes[K8S_NAMESPACE_NAME] = str(namespace)
-    if uid:
-        attributes[UID] = str(uid)
-    semconv = _SEMCONV_KINDS.get((group, plural))
-    if semconv is not None:
-        if object_name:
-            attributes[f"{semconv}.name"] = str(object_name)
-        if uid and semconv != "k8s.namespace":
-            attributes[f"{semconv}.uid"] = str(uid)
+    attributes = object_identity(metadata, group=group, plural=plural)
     subresource = getattr(cause, "subresource", None)
     if subresource:
         attributes[SUBRESOURCE] = str(subresource)
@@ -215,7 +192,10 @@ class _HandlerSpans:
     ) -> None:
         self.tracer = tracer
         self.record_messages = record_messages
-        self.annotation = annotation
+        # KEP-5915's annotation always; the configured one (an older convention) as well.
+        self.annotations = (TRACEPARENT_ANNOTATION,) + (
+            (annotation,) if annotation and annotation != TRACEPARENT_ANNOTATION else ()
+        )
         self.policy = policy
         self.errors = errors
 
@@ -244,27 +224,38 @@ class _HandlerSpans:
                 extract(getattr(cause, "headers", None) or {}), request=cause
             )
             links.extend(trusted_links)
-        metadata = _metadata(cause) if self.annotation else None
-        if metadata is not None and kind not in _NOT_CHANGE_TRIGGERED:
-            link = self._annotation_link(metadata)
-            if link is not None:
-                links.append(link)
+        metadata: Optional[Mapping[str, Any]] = None
+        if kind not in _NOT_CHANGE_TRIGGERED:
+            metadata = _metadata(cause)
+            if metadata:
+                self._annotation_links(metadata, links)
         span = self.tracer.start_span(
-            name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links or None
+            name,
+            parent,
+            kind=_SPAN_KINDS.get(kind, SpanKind.CONSUMER),
+            attributes=attributes,
+            links=links or None,
         )
         if span.is_recording():  # unsampled: the object is not read
             span.set_attributes(_identity(group, plural, metadata or _metadata(cause), cause))
         return span
 
-    def _annotation_link(self, metadata: Mapping[str, Any]) -> Optional[Link]:
+    def _annotation_links(self, metadata: Mapping[str, Any], links: list[Link]) -> None:
+        """A link per stored context: ``tracing.k8s.io/traceparent``, then the extra annotation."""
         annotations = metadata.get("annotations")
-        value = annotations.get(self.annotation) if isinstance(annotations, Mapping) else None
-        span_context = parse_traceparent(value) if isinstance(value, str) else None
-        if span_context is not None:
-            return Link(span_context, {LINK_ANNOTATION: self.annotation})
-        if value is not None:
-            _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
-        return None
+        if not isinstance(annotations, Mapping):
+            return
+        seen = None
+        for key in self.annotations:
+            value = annotations.get(key)
+            if value is None:
+                continue
+            span_context = parse_traceparent(value) if isinstance(value, str) else None
+            if span_context is None:
+                _logger.debug("k8s_otel: ignoring a malformed %s annotation", key)
+            elif span_context != seen:
+                links.append(Link(span_context, {LINK_ANNOTATION: key}))
+                seen = span_context
 
     def finish(
         self,
