@@ -69,6 +69,16 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return target
 
 
+def _selected(obj: dict[str, Any], selector: str) -> bool:
+    """Equality-based label selectors (``a=b,c=d``), as far as the tests use them."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key.strip()) != value.strip().lstrip("="):
+            return False
+    return True
+
+
 # A strategic merge or apply patch is applied as a merge patch: the same for the maps these tests patch.
 _MERGE_PATCHES = (
     "application/merge-patch+json",
@@ -306,13 +316,15 @@ class FakeCluster:
                         self._json(200, obj)
                 elif query.get("watch", ["false"])[0].lower() in ("true", "1"):
                     timeout = float(query.get("timeoutSeconds", ["0"])[0] or 0)
-                    self._watch(kind.plural, namespace, timeout)
+                    self._watch(kind.plural, namespace, timeout, query.get("labelSelector", [""])[0])
                 else:
                     with cluster._lock:
                         items = [
                             copy.deepcopy(o)
                             for (plural, ns, _), o in cluster.objects.items()
-                            if plural == kind.plural and namespace in (None, ns)
+                            if plural == kind.plural
+                            and namespace in (None, ns)
+                            and _selected(o, query.get("labelSelector", [""])[0])
                         ]
                         version = str(cluster._version)
                     self._json(
@@ -325,7 +337,9 @@ class FakeCluster:
                         },
                     )
 
-            def _watch(self, plural: str, namespace: Optional[str], timeout: float) -> None:
+            def _watch(
+                self, plural: str, namespace: Optional[str], timeout: float, selector: str = ""
+            ) -> None:
                 events: queue.Queue[Optional[dict[str, Any]]] = queue.Queue()
                 with cluster._lock:
                     cluster._watchers.append((plural, events))
@@ -345,7 +359,9 @@ class FakeCluster:
                             continue
                         if event is None:
                             break
-                        if namespace not in (None, event["object"]["metadata"].get("namespace", "")):
+                        if namespace not in (None, event["object"]["metadata"].get("namespace", "")) or not (
+                            _selected(event["object"], selector)
+                        ):
                             continue
                         line = json.dumps(event).encode() + b"\n"
                         self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
