@@ -542,3 +542,20 @@ def test_serve_https_runs_until_sigterm(certificate: tuple[str, str]) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"group": "coordination.k8s.io", "version": "v1", "resource": "leases"},
+        {"group": "", "version": "v1", "resource": "events"},
+        {"group": "events.k8s.io", "version": "v1", "resource": "events"},
+    ],
+)
+def test_leases_and_events_are_never_stamped_whatever_the_rules_send(resource: dict[str, str]) -> None:
+    old = {"apiVersion": "x", "kind": "y", "metadata": {"name": "n"}, "spec": {"renewTime": "1"}}
+    new = copy.deepcopy(old)
+    new["spec"]["renewTime"] = "2"
+    for request in (review("CREATE", new), review("UPDATE", new, old)):
+        request["request"]["resource"] = request["request"]["requestResource"] = resource
+        assert patch_of(stamp_review(request, current())) is None

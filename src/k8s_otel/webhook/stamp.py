@@ -93,9 +93,17 @@ def _intent(obj: Any) -> Any:
     return kept
 
 
+def _never(request: Mapping[str, Any]) -> bool:
+    """Leases (leader election, node heartbeats) and events: never stamped, whatever the rules send."""
+    resource = request.get("requestResource") or request.get("resource")
+    if not isinstance(resource, Mapping):
+        return False
+    return resource.get("group") == "coordination.k8s.io" or resource.get("resource") == "events"
+
+
 def _wants_stamp(request: Mapping[str, Any]) -> bool:
     """CREATE, or an UPDATE of the main resource that changes intent (the KEP's writer rules)."""
-    if request.get("subResource") or request.get("requestSubResource"):
+    if request.get("subResource") or request.get("requestSubResource") or _never(request):
         return False  # status, scale, binding, eviction, ...: never
     operation = request.get("operation")
     if operation == "CREATE":
@@ -430,3 +438,37 @@ def serve_https(
         server.server_close()
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def parser() -> Any:
+    """The command line of ``python -m k8s_otel.webhook.stamp`` (and what ``k8s-otel stamp`` takes)."""
+    import argparse
+
+    result = argparse.ArgumentParser(
+        prog="python -m k8s_otel.webhook.stamp",
+        description="Serve the KEP-5915 stamping mutating admission webhook over HTTPS.",
+    )
+    result.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, as in a pod)")
+    result.add_argument("--port", type=int, default=8443)
+    result.add_argument("--cert", required=True, help="PEM certificate (tls.crt of the Secret)")
+    result.add_argument("--key", required=True, help="PEM private key (tls.key of the Secret)")
+    result.add_argument("--path", default=DEFAULT_PATH, help=f"the webhook's path (default {DEFAULT_PATH})")
+    return result
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m k8s_otel.webhook.stamp --cert tls.crt --key tls.key``: configure tracing, serve."""
+    import k8s_otel
+
+    parser_ = parser()
+    options = parser_.parse_args(argv)
+    import os
+
+    # K8S_OTEL_TRACING_CONFIG and the OTEL_* variables apply; OTEL_SERVICE_NAME names the service.
+    k8s_otel.configure(service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "k8s-otel-stamp")
+    serve_https(options.host, options.port, options.cert, options.key, path=options.path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
