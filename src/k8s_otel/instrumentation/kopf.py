@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional
 
 import wrapt
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -84,6 +85,7 @@ _HANDLER_TYPES = {
 _SPAN_KINDS = {"subhandler": SpanKind.INTERNAL, "validate": SpanKind.INTERNAL, "mutate": SpanKind.INTERNAL}
 _DECORATOR = {"daemon": "kopf.daemon", "timer": "kopf.timer", "subhandler": "kopf.subhandler"}
 _NOT_CHANGE_TRIGGERED = frozenset({"daemon", "timer"})
+_MAX_DESCRIBED = 1024
 
 _ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -165,7 +167,13 @@ def _event_type(kind: str, cause: Any) -> Optional[str]:
 
 
 def _metadata(cause: Any) -> Mapping[str, Any]:
+    """The object's metadata, read from the raw dict under kopf's live ``Body`` view when there is
+    one (each lookup through the view resolves its path again: the handler path's largest cost)."""
     body = getattr(cause, "body", None)
+    if type(body) is not dict:
+        raw = getattr(body, "_src", None)
+        if type(raw) is dict and not getattr(body, "_path", True):
+            body = raw
     metadata = body.get("metadata") if isinstance(body, Mapping) else None
     return metadata if isinstance(metadata, Mapping) else {}
 
@@ -198,17 +206,35 @@ class _HandlerSpans:
         )
         self.policy = policy
         self.errors = errors
+        self._described: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+    def _describe(self, handler: Any, resource: Any) -> Optional[tuple[str, str, str, str, dict[str, Any]]]:
+        """(kind, span name, group, plural, the handler's keys), cached by the handler and resource
+        objects themselves (kopf reuses both): the handler path reads them once."""
+        key = (id(handler), id(resource))
+        cached = self._described.get(key)
+        if cached is not None and cached[0] is handler and cached[1] is resource:
+            return cached[2]  # type: ignore[no-any-return]
+        kind = _handler_type(handler)
+        described = None
+        if kind is not None:
+            group = str(getattr(resource, "group", "") or "")
+            plural = str(getattr(resource, "plural", "") or "")
+            version = str(getattr(resource, "version", "") or "")
+            name, keys = _static(kind, group, version, plural, str(getattr(handler, "id", "") or ""))
+            described = (kind, name, group, plural, dict(keys))
+        if len(self._described) >= _MAX_DESCRIBED:
+            self._described.clear()  # sub-handlers are new objects on every call: stay bounded
+        self._described[key] = (handler, resource, described)
+        return described
 
     def start(self, handler: Any, cause: Any, retry: Any) -> Optional[Span]:
-        kind = _handler_type(handler)
-        if kind is None:
-            return None
         resource = getattr(cause, "resource", None)
-        group = str(getattr(resource, "group", "") or "")
-        plural = str(getattr(resource, "plural", "") or "")
-        version = str(getattr(resource, "version", "") or "")
-        name, keys = _static(kind, group, version, plural, str(getattr(handler, "id", "") or ""))
-        attributes: dict[str, Any] = dict(keys)
+        described = self._describe(handler, resource)
+        if described is None:
+            return None
+        kind, name, group, plural, keys = described
+        attributes: dict[str, Any] = keys.copy()
         if isinstance(retry, int):
             attributes[RETRY] = retry
         event_type = _event_type(kind, cause)
@@ -339,12 +365,14 @@ def _invoke_handler_wrapper(spans: _HandlerSpans) -> Callable[..., Any]:
             # Timers and daemons run in their own task, outside process_resource_event; kopf applies
             # their patch in that task after each call. The variable lives as long as the task.
             _reaction.set(_Reaction(task, span))
-        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as error:
-                spans.finish(span, error, kwargs.get("handler"), kwargs.get("retry"), kwargs.get("runtime"))
-                raise
+        token = otel_context.attach(trace.set_span_in_context(span))  # use_span's work, without its generator
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            otel_context.detach(token)
+            spans.finish(span, error, kwargs.get("handler"), kwargs.get("retry"), kwargs.get("runtime"))
+            raise
+        otel_context.detach(token)
         spans.finish(span, None)
         return result
 
