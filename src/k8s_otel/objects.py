@@ -59,6 +59,9 @@ TRACEPARENT_ANNOTATION = ANNOTATION_PREFIX + TRACEPARENT
 TRACESTATE_ANNOTATION = ANNOTATION_PREFIX + TRACESTATE
 BAGGAGE_ANNOTATION = ANNOTATION_PREFIX + BAGGAGE
 
+_STAMPED = ((TRACESTATE, TRACESTATE_ANNOTATION),)
+_STAMPED_WITH_BAGGAGE = ((TRACESTATE, TRACESTATE_ANNOTATION), (BAGGAGE, BAGGAGE_ANNOTATION))
+
 #: The attribute on a reconcile span's link naming the annotation the context came from.
 LINK_ANNOTATION = "k8s_otel.link.annotation"
 #: The OTel semantic-convention key for the object's namespace (as on the kopf handler spans).
@@ -120,6 +123,11 @@ def _metadata_of(obj: Any) -> Any:
 
 def _annotations_of(obj: Any) -> Optional[Mapping[str, Any]]:
     """The object's annotations for reading, or None."""
+    if type(obj) is dict:  # the common case, without the ABC checks
+        metadata = obj.get("metadata")
+        if type(metadata) is dict:
+            annotations = metadata.get("annotations")
+            return annotations if type(annotations) is dict else None
     metadata = _metadata_of(obj)
     if isinstance(metadata, Mapping):
         annotations = metadata.get("annotations")
@@ -138,6 +146,12 @@ def _new_object_meta(model: Any) -> Any:
 
 def _writable_annotations(obj: Any) -> Optional[MutableMapping[str, Any]]:
     """The object's annotations for writing, created where they are missing; None when impossible."""
+    if type(obj) is dict:  # the common case, without the ABC checks
+        found = obj.get("metadata")
+        if type(found) is dict:
+            existing = found.get("annotations")
+            if type(existing) is dict:
+                return existing
     if isinstance(obj, Mapping):
         if not isinstance(obj, MutableMapping):
             return None  # read-only (a kopf Body): stamp its patch instead
@@ -185,18 +199,7 @@ class AnnotationCarrier:
 
     def get(self, key: str) -> Optional[str]:
         """The annotation's value when it is a string of a sane length, else None."""
-        annotations = _annotations_of(self.obj)
-        if annotations is None:
-            return None
-        value = annotations.get(ANNOTATION_PREFIX + key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > _MAX_VALUE_LENGTH:
-            _logger.debug(
-                "k8s_otel: ignoring a %s annotation that is not a short string", ANNOTATION_PREFIX + key
-            )
-            return None
-        return value
+        return _value(_annotations_of(self.obj), ANNOTATION_PREFIX + key)
 
     def set(self, key: str, value: str) -> bool:
         """Write the annotation; False when the object cannot take it (read-only, no metadata)."""
@@ -220,6 +223,17 @@ class AnnotationCarrier:
             for k in annotations
             if isinstance(k, str) and k.startswith(ANNOTATION_PREFIX)
         ]
+
+
+def _value(annotations: Optional[Mapping[str, Any]], name: str) -> Optional[str]:
+    """Annotation ``name`` when it is a string of a sane length, else None (logged at debug)."""
+    if annotations is None:
+        return None
+    value = annotations.get(name)
+    if value is None or (type(value) is str and len(value) <= _MAX_VALUE_LENGTH):
+        return value
+    _logger.debug("k8s_otel: ignoring a %s annotation that is not a short string", name)
+    return None
 
 
 class _AnnotationGetter(Getter[AnnotationCarrier]):
@@ -258,15 +272,16 @@ def inject_context(obj: Any, context: Optional[Context] = None, *, baggage: bool
         traceparent = headers.get(TRACEPARENT)
         if traceparent is None:
             return False
-        carrier = AnnotationCarrier(obj)
-        if not carrier.set(TRACEPARENT, traceparent):
+        annotations = _writable_annotations(obj)
+        if annotations is None:
             return False
-        for key in (TRACESTATE, BAGGAGE) if baggage else (TRACESTATE,):
+        annotations[TRACEPARENT_ANNOTATION] = traceparent
+        for key, name in _STAMPED_WITH_BAGGAGE if baggage else _STAMPED:
             value = headers.get(key)
             if value:
-                carrier.set(key, value)
-            else:
-                carrier.delete(key)
+                annotations[name] = value
+            elif name in annotations:
+                del annotations[name]  # it belonged to an older stamp
         return True
     except Exception:  # telemetry never breaks the writer
         _logger.debug("k8s_otel: could not stamp the trace context into an object", exc_info=True)
@@ -281,12 +296,15 @@ def extract_context(obj: Any, context: Optional[Context] = None, *, baggage: boo
     """
     base = context if context is not None else Context()
     try:
-        carrier = AnnotationCarrier(obj)
-        traceparent = carrier.get(TRACEPARENT)
-        stored_baggage = carrier.get(BAGGAGE) if baggage else None
+        annotations = _annotations_of(obj)
+        if annotations is None:
+            return base
+        traceparent = _value(annotations, TRACEPARENT_ANNOTATION)
+        stored_baggage = _value(annotations, BAGGAGE_ANNOTATION) if baggage else None
         if traceparent is None and stored_baggage is None:
             return base
-        result = extract_from_values(traceparent, carrier.get(TRACESTATE), stored_baggage, base)
+        tracestate = _value(annotations, TRACESTATE_ANNOTATION) if traceparent is not None else None
+        result = extract_from_values(traceparent, tracestate, stored_baggage, base)
         if traceparent is not None and not trace.get_current_span(result).get_span_context().is_valid:
             _logger.debug("k8s_otel: ignoring a malformed %s annotation", TRACEPARENT_ANNOTATION)
         return result
