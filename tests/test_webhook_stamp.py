@@ -559,3 +559,35 @@ def test_leases_and_events_are_never_stamped_whatever_the_rules_send(resource: d
     for request in (review("CREATE", new), review("UPDATE", new, old)):
         request["request"]["resource"] = request["request"]["requestResource"] = resource
         assert patch_of(stamp_review(request, current())) is None
+
+
+def test_the_async_demo_chains_request_stamp_reconcile_and_child() -> None:
+    from k8s_otel.webhook.stamp import run_async_demo
+
+    provider, memory = recording_provider()
+    steps = run_async_demo(provider)
+    assert [step for step, _ in steps] == [
+        "Deployment web stamped by the webhook",
+        "deployment controller: CONSUMER root linked to it",
+        "ReplicaSet web-5d8f7 stamped in the reconcile's trace",
+        "replicaset controller: CONSUMER root linked to it",
+    ]
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    request = spans["POST /apis/apps/v1/namespaces/{:namespace}/deployments"]
+    webhook_spans = [s for s in memory.get_finished_spans() if s.name == "POST /stamp"]
+    assert len(webhook_spans) == 2
+    first_webhook = min(webhook_spans, key=lambda s: s.start_time or 0)
+    # The stamp is the webhook's span, in the request's trace, under "Call mutating webhook".
+    assert steps[0][1].split("-")[1:3] == [
+        f"{first_webhook.context.trace_id:032x}",
+        f"{first_webhook.context.span_id:016x}",
+    ]
+    assert first_webhook.context.trace_id == request.context.trace_id
+    deployment_reconcile = spans["reconcile Deployment"]
+    assert deployment_reconcile.kind.name == "CONSUMER" and deployment_reconcile.parent is None
+    assert deployment_reconcile.links[0].context.span_id == first_webhook.context.span_id
+    # The ReplicaSet's create ran in the reconcile's trace, so its stamp is there too.
+    assert steps[2][1].split("-")[1] == f"{deployment_reconcile.context.trace_id:032x}"
+    replicaset_reconcile = spans["reconcile ReplicaSet"]
+    assert replicaset_reconcile.links[0].context.trace_id == deployment_reconcile.context.trace_id
+    assert replicaset_reconcile.context.trace_id != deployment_reconcile.context.trace_id
