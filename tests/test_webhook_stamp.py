@@ -591,3 +591,18 @@ def test_the_async_demo_chains_request_stamp_reconcile_and_child() -> None:
     replicaset_reconcile = spans["reconcile ReplicaSet"]
     assert replicaset_reconcile.links[0].context.trace_id == deployment_reconcile.context.trace_id
     assert replicaset_reconcile.context.trace_id != deployment_reconcile.context.trace_id
+
+
+def test_an_oversized_review_is_refused_before_it_is_read() -> None:
+    import io
+
+    app = wsgi_app(tracer_provider=recording_provider()[0])
+    started: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/stamp",
+        "CONTENT_LENGTH": str(32 << 20),
+        "wsgi.input": io.BytesIO(b""),
+    }
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: started.append(status)))
+    assert started == ["413 Request Entity Too Large"] and b"too large" in body
