@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -25,6 +28,11 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, extract_context, inject_context, reconcile_span
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleave import interleaved
+
+ROUNDS = int(os.environ.get("K8S_OTEL_BENCH_ROUNDS", "200"))
 
 CALLS = 1000
 PROVIDER = TracerProvider(sampler=ALWAYS_ON)
@@ -149,3 +157,99 @@ def test_reconcile_span(benchmark: Any, implementation: str, sampled: bool) -> N
                 pass
 
     benchmark(calls)
+
+
+def _inject_variants() -> dict[str, Any]:
+    obj = _object()
+
+    def ours() -> None:
+        for _ in range(CALLS):
+            inject_context(obj)
+
+    def stock() -> None:
+        for _ in range(CALLS):
+            STOCK.inject(obj, setter=SETTER)
+
+    def bare() -> None:
+        for _ in range(CALLS):
+            pass
+
+    return {"bare": bare, "stock": stock, "k8s_otel": ours}
+
+
+def _extract_variants() -> dict[str, Any]:
+    obj = _object()
+
+    def ours() -> None:
+        for _ in range(CALLS):
+            extract_context(obj)
+
+    def stock() -> None:
+        for _ in range(CALLS):
+            STOCK.extract(obj, getter=GETTER)
+
+    def bare() -> None:
+        for _ in range(CALLS):
+            pass
+
+    return {"bare": bare, "stock": stock, "k8s_otel": ours}
+
+
+def _reconcile_variants(provider: TracerProvider) -> dict[str, Any]:
+    tracer = provider.get_tracer("bench")
+    obj = _object()
+
+    def by_hand() -> None:
+        stored = trace.get_current_span(STOCK.extract(obj, getter=GETTER)).get_span_context()
+        metadata = obj["metadata"]
+        attributes = {
+            "api-group": "apps",
+            "api-version": "v1",
+            "name": metadata["name"],
+            "k8s.namespace.name": metadata["namespace"],
+            "UID": metadata["uid"],
+            "k8s.deployment.name": metadata["name"],
+            "k8s.deployment.uid": metadata["uid"],
+        }
+        with tracer.start_as_current_span(
+            "reconcile Deployment",
+            context=Context(),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=[Link(stored)] if stored.is_valid else None,
+        ):
+            pass
+
+    def ours() -> None:
+        for _ in range(CALLS):
+            with reconcile_span("reconcile Deployment", obj, tracer=tracer):
+                pass
+
+    def stock() -> None:
+        for _ in range(CALLS):
+            by_hand()
+
+    def bare() -> None:
+        for _ in range(CALLS):
+            pass
+
+    return {"bare": bare, "stock": stock, "k8s_otel": ours}
+
+
+@pytest.mark.parametrize("case", ["inject", "extract", "reconcile sampled", "reconcile unsampled"])
+def test_interleaved(benchmark: Any, case: str) -> None:
+    """bare, stock and ours in turn every round; the table row is printed (run with -s)."""
+    if case == "inject":
+        with PROVIDER.get_tracer("bench").start_as_current_span("write"):
+            variants = _inject_variants()
+            result = interleaved(variants, ROUNDS)
+    elif case == "extract":
+        variants = _extract_variants()
+        result = interleaved(variants, ROUNDS)
+    else:
+        variants = _reconcile_variants(PROVIDER if case == "reconcile sampled" else UNSAMPLED)
+        result = interleaved(variants, ROUNDS)
+    benchmark.group = f"objects, interleaved: {case}"
+    benchmark.extra_info.update(rounds=result.rounds, ratio=result.ratio, overhead=result.overhead)
+    benchmark.pedantic(variants["k8s_otel"], rounds=3, iterations=1)
+    print("\n" + result.row(f"{case}, per call", per=CALLS))

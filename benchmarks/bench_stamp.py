@@ -20,8 +20,10 @@ import base64
 import http.client
 import io
 import json
+import os
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,6 +36,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from k8s_otel.webhook.stamp import _HTTPSServer, _tls_context, wsgi_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleave import interleaved
+
+ROUNDS = int(os.environ.get("K8S_OTEL_BENCH_ROUNDS", "100"))
 
 ADMISSIONS = 100
 HTTPS_ADMISSIONS = 50
@@ -219,3 +226,79 @@ def test_stamp_over_https(benchmark: Any, https_server: tuple[str, int, str]) ->
         benchmark(admissions)
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+def test_interleaved_in_process(benchmark: Any, sampled: bool) -> None:
+    """bare, stock and ours in turn every round; the table row is printed (run with -s)."""
+    traceparent = SAMPLED if sampled else UNSAMPLED
+    apps = {name: _app(name, PROVIDERS[sampled]) for name in ("bare", "stock", "k8s_otel")}
+
+    def variant(app: Any) -> Callable[[], None]:
+        def admissions() -> None:
+            for _ in range(ADMISSIONS):
+                _call(app, traceparent)
+
+        return admissions
+
+    variants = {name: variant(app) for name, app in apps.items()}
+    result = interleaved(variants, ROUNDS)
+    benchmark.group = f"stamp webhook, interleaved, in-process{'' if sampled else ', unsampled'}"
+    benchmark.extra_info.update(rounds=result.rounds, ratio=result.ratio, overhead=result.overhead)
+    benchmark.pedantic(variants["k8s_otel"], rounds=3, iterations=1)
+    print(
+        "\n"
+        + result.row(
+            f"stamp webhook in-process{'' if sampled else ', unsampled'}, per admission", per=ADMISSIONS
+        )
+    )
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+def test_interleaved_over_https(benchmark: Any, certificate: tuple[str, str], sampled: bool) -> None:
+    """One keep-alive connection to each server (bare app, ours), 50 admissions each in turn.
+
+    There is no stock stamping webhook; "stock" here is the bare app again, so the row's ratio
+    columns are meaningless and its medians are what matter: the round trip per admission.
+    """
+    servers, connections = [], {}
+    for name in ("bare", "k8s_otel"):
+        server = _HTTPSServer(("127.0.0.1", 0), _app(name, PROVIDERS[sampled]), _tls_context(*certificate))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        connections[name] = http.client.HTTPSConnection(
+            "127.0.0.1", server.server_address[1], context=ssl.create_default_context(cafile=certificate[0])
+        )
+    headers = {"Content-Type": "application/json", "traceparent": SAMPLED if sampled else UNSAMPLED}
+
+    def variant(connection: http.client.HTTPSConnection) -> Callable[[], None]:
+        def admissions() -> None:
+            for _ in range(HTTPS_ADMISSIONS):
+                connection.request("POST", "/stamp?timeout=2s", body=REVIEW, headers=headers)
+                connection.getresponse().read()
+
+        return admissions
+
+    try:
+        variants = {
+            "bare": variant(connections["bare"]),
+            "stock": variant(connections["bare"]),
+            "k8s_otel": variant(connections["k8s_otel"]),
+        }
+        result = interleaved(variants, max(ROUNDS // 2, 10))
+        benchmark.group = f"stamp webhook, interleaved, over HTTPS{'' if sampled else ', unsampled'}"
+        benchmark.extra_info.update(rounds=result.rounds, medians=result.medians)
+        benchmark.pedantic(variants["k8s_otel"], rounds=3, iterations=1)
+        per = 1e6 / HTTPS_ADMISSIONS
+        print(
+            f"\n| stamp webhook over HTTPS{'' if sampled else ', unsampled'}, per admission | {result.rounds} | bare app "
+            f"{result.medians['bare'] * per:.0f} µs | k8s_otel {result.medians['k8s_otel'] * per:.0f} µs |"
+        )
+    finally:
+        for connection in connections.values():
+            connection.close()
+        for server, thread in servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
