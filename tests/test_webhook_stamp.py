@@ -348,7 +348,11 @@ def test_the_wsgi_app_unsampled_still_stamps_a_child_context() -> None:
         "HTTP_TRACEPARENT": unsampled,
         "wsgi.input": io.BytesIO(body),
     }
-    data = b"".join(app(environ, lambda *a: None))
+    result = app(environ, lambda *a: None)
+    try:
+        data = b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()
     trace_id, span_id, flags = stamp_in(json.loads(data)).split("-")[1:]
     assert trace_id == APISERVER.split("-")[1] and span_id != APISERVER.split("-")[2] and flags == "00"
 
@@ -604,5 +608,9 @@ def test_an_oversized_review_is_refused_before_it_is_read() -> None:
         "CONTENT_LENGTH": str(32 << 20),
         "wsgi.input": io.BytesIO(b""),
     }
-    body = b"".join(app(environ, lambda status, headers, exc_info=None: started.append(status)))
+    result = app(environ, lambda status, headers, exc_info=None: started.append(status))
+    try:
+        body = b"".join(result)
+    finally:
+        result.close()  # as every WSGI server does: the middleware detaches its context here
     assert started == ["413 Request Entity Too Large"] and b"too large" in body
