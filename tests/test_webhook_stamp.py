@@ -614,3 +614,46 @@ def test_an_oversized_review_is_refused_before_it_is_read() -> None:
     finally:
         result.close()  # as every WSGI server does: the middleware detaches its context here
     assert started == ["413 Request Entity Too Large"] and b"too large" in body
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    certificate: tuple[str, str], tmp_path: Path
+) -> None:
+    import shutil
+    import socket
+
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    shutil.copy(certificate[0], cert)
+    shutil.copy(certificate[1], key)
+    server = make_https_server("127.0.0.1", 0, str(cert), str(key))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def served() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as raw:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            with context.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True) or b""
+
+    try:
+        before = served()
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=renewed",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        os.utime(
+            cert, (os.stat(cert).st_atime, os.stat(cert).st_mtime + 5)
+        )  # a later mtime, whatever the clock
+        server._checked = 0.0  # type: ignore[attr-defined]  # the next connection checks the files
+        after = served()
+        assert after != before
+        cert.write_text("half-written")  # a renewal caught mid-write: the current certificate stays
+        os.utime(cert, (os.stat(cert).st_atime, os.stat(cert).st_mtime + 10))
+        server._checked = 0.0  # type: ignore[attr-defined]
+        assert served() == after
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -22,10 +22,12 @@ import base64
 import io
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Iterable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional, Union
@@ -356,19 +358,59 @@ class _WSGIHandler(BaseHTTPRequestHandler):
 
 
 class _HTTPSServer(ThreadingHTTPServer):
-    """TLS per connection in the connection's own thread, so one slow handshake stalls no one."""
+    """TLS per connection in the connection's own thread, so one slow handshake stalls no one.
+
+    Given the files, it reloads the certificate when they change (checked at most every
+    ``RELOAD_SECONDS``), so a Secret that cert-manager renews is served without a restart.
+    """
 
     daemon_threads = True
+    RELOAD_SECONDS = 10.0
 
-    def __init__(self, address: tuple[str, int], app: Any, context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: Any,
+        context: ssl.SSLContext,
+        files: Optional[tuple[str, str]] = None,
+    ) -> None:
         self.app = app
         self.ssl_context = context
+        self._files = files
+        self._stamp = self._file_stamp()
+        self._checked = time.monotonic()
+        self._reload_lock = threading.Lock()
         super().__init__(address, _WSGIHandler)
+
+    def _file_stamp(self) -> Optional[tuple[float, ...]]:
+        if self._files is None:
+            return None
+        try:
+            return tuple(os.stat(path).st_mtime for path in self._files)
+        except OSError:
+            return None
+
+    def _current_context(self) -> ssl.SSLContext:
+        if self._files is None or time.monotonic() - self._checked < self.RELOAD_SECONDS:
+            return self.ssl_context
+        with self._reload_lock:
+            self._checked = time.monotonic()
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                try:
+                    self.ssl_context = _tls_context(*self._files)
+                    self._stamp = stamp
+                    _logger.info("k8s_otel stamp webhook: reloaded the TLS certificate")
+                except (OSError, ssl.SSLError) as error:  # half-written files: keep the old one, retry later
+                    _logger.warning(
+                        "k8s_otel stamp webhook: cannot reload the TLS certificate: %s", type(error).__name__
+                    )
+        return self.ssl_context
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(_WSGIHandler.timeout)
         try:
-            connection = self.ssl_context.wrap_socket(request, server_side=True)
+            connection = self._current_context().wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
             _logger.debug("k8s_otel stamp webhook: TLS handshake failed", exc_info=True)
             return
@@ -400,6 +442,7 @@ def make_https_server(
         (host, port),
         wsgi_app(path=path, tracer_provider=tracer_provider, trust=trust),
         _tls_context(certfile, keyfile),
+        (certfile, keyfile),
     )
 
 
@@ -462,8 +505,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser_ = parser()
     options = parser_.parse_args(argv)
-    import os
-
     # K8S_OTEL_TRACING_CONFIG and the OTEL_* variables apply; OTEL_SERVICE_NAME names the service.
     k8s_otel.configure(service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "k8s-otel-stamp")
     serve_https(options.host, options.port, options.cert, options.key, path=options.path)
