@@ -338,3 +338,23 @@ def test_an_unsampled_reconcile_reads_nothing_but_still_links() -> None:
         child: dict[str, Any] = {}
         assert inject_context(child)
     assert memory.get_finished_spans() == ()
+
+
+def test_the_docs_name_every_key_and_variable() -> None:
+    from pathlib import Path
+
+    from k8s_otel import objects
+    from k8s_otel.instrumentation._stamp import INJECT_OBJECT_CONTEXT_ENV
+    from k8s_otel.sampling import SAMPLE_LINKED_ENV
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "objects.md").read_text()
+    names = [
+        objects.TRACEPARENT_ANNOTATION,
+        objects.TRACESTATE_ANNOTATION,
+        objects.BAGGAGE_ANNOTATION,
+        objects.LINK_ANNOTATION,
+        SAMPLE_LINKED_ENV,
+        INJECT_OBJECT_CONTEXT_ENV,
+        "K8S_OTEL_RECORD_EXCEPTION_MESSAGES",
+    ]
+    assert [name for name in names if f"`{name}" not in docs] == []
