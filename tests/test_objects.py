@@ -358,3 +358,24 @@ def test_the_docs_name_every_key_and_variable() -> None:
         "K8S_OTEL_RECORD_EXCEPTION_MESSAGES",
     ]
     assert [name for name in names if f"`{name}" not in docs] == []
+
+
+@pytest.mark.parametrize("where", ["on_start", "on_end"])
+def test_a_broken_span_processor_never_breaks_the_reconcile(where: str) -> None:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Broken(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if where == "on_start":
+                raise RuntimeError("processor")
+
+        def on_end(self, span: Any) -> None:
+            if where == "on_end":
+                raise RuntimeError("processor")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Broken())
+    ran = []
+    with reconcile_span("reconcile", {"metadata": {"name": "x"}}, tracer=provider.get_tracer("t")):
+        ran.append(True)
+    assert ran == [True]

@@ -396,7 +396,11 @@ def start_reconcile_span(
             links = [Link(span_context, {LINK_ANNOTATION: TRACEPARENT_ANNOTATION})]
     except Exception:
         _logger.debug("k8s_otel: no link for a reconcile span", exc_info=True)
-    span = tracer.start_span(name, Context(), kind=SpanKind.CONSUMER, attributes=attributes, links=links)
+    try:
+        span = tracer.start_span(name, Context(), kind=SpanKind.CONSUMER, attributes=attributes, links=links)
+    except Exception:  # a broken span processor or sampler: the reconcile runs untraced
+        _logger.debug("k8s_otel: could not start a reconcile span", exc_info=True)
+        return trace.INVALID_SPAN
     if span.is_recording():  # unsampled: the object is not read
         try:
             group, kind, keys = _type_identity(obj)
