@@ -450,10 +450,11 @@ _TARGETS = (
 class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """``KopfInstrumentor().instrument()`` before ``kopf.run()``/``kopf.operator()``.
 
-    Options: ``tracer_provider``; ``traceparent_annotation`` (default: the
-    ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var; unset means off): the annotation whose W3C
-    ``traceparent`` the handler span *links* to (an invalid key raises ``ValueError``; an invalid
-    env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
+    Handler spans are CONSUMER roots that *link* to the W3C ``traceparent`` in the object's
+    ``tracing.k8s.io/traceparent`` annotation (KEP-5915). Options: ``tracer_provider``;
+    ``traceparent_annotation`` (default: the ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var;
+    unset: none): one more annotation to link from (an invalid key raises ``ValueError``; an
+    invalid env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
     ``traceparent`` kube-apiserver sends to kopf's admission webhooks (a rule gets the kopf cause
     as ``Caller.request``); ``record_exception_messages`` (default: the
     ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES`` env var, off): record a handler exception's message. Off,
