@@ -1064,3 +1064,45 @@ def test_a_trust_rule_sees_the_kopf_cause(cluster: FakeCluster) -> None:
     assert all(hasattr(request, "sslpeer") and hasattr(request, "userinfo") for request in seen)
     assert untrusted.parent is None and len(untrusted.links) == 1
     assert trusted_span.parent is not None and trusted_span.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_with_sample_linked_a_stamped_objects_reconcile_is_recorded(cluster: FakeCluster) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from k8s_otel.sampling import PerMillionSampler
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=PerMillionSampler(None, sample_linked=True))  # no root sampled
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        operator = Operator(cluster, memory)
+        operator.noop(kopf.on.create, id="created")
+        with operator.running():
+            cluster.create(
+                "kopfexamples",
+                example("stamped", annotations={"tracing.k8s.io/traceparent": REMOTE_TRACEPARENT}),
+            )
+            cluster.create(
+                "kopfexamples",
+                example(
+                    "unsampled-stamp",
+                    annotations={"tracing.k8s.io/traceparent": REMOTE_TRACEPARENT[:-2] + "00"},
+                ),
+            )
+            cluster.create("kopfexamples", example("plain"))
+            [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
+            wait_for(lambda: all(
+                "kopf.zalando.org/last-handled-configuration"
+                in (cluster.field("kopfexamples", "default", name, "metadata", "annotations") or {})
+                for name in ("stamped", "unsampled-stamp", "plain")
+            ))  # fmt: skip
+    finally:
+        instrumentor.uninstrument()
+    # Only the reconcile linked to a sampled request is recorded: both ends of the link are kept.
+    assert [attributes(s)["name"] for s in operator.spans("kopf.on.create kopfexamples.kopf.dev")] == [
+        "stamped"
+    ]
+    assert span.kind.name == "CONSUMER" and span.links[0].context.trace_flags.sampled
