@@ -15,8 +15,10 @@ would be one-span traces burying the reconciles.
 Each KopfExample asks for ``spec.size`` pods labelled ``app=<its name>``; the operator counts them
 and writes ``status.ready``. Every handler call is a span (``kopf.on.create kopfexamples.kopf.dev``)
 with the object's identity; the pod listing (kubernetes client) and kopf's status PATCH are its
-children. A client that sets the ``k8s-otel.io/traceparent`` annotation when it changes an object
-finds the reconcile through a span link.
+children. Each handler span is a CONSUMER root (KEP-5915) linked to the context stored in the
+object's ``tracing.k8s.io/traceparent`` annotation (written by the stamping webhook,
+``k8s_otel.objects.inject_context``, or an instrumented client), and to ``k8s-otel.io/traceparent``
+as well, the older key this example also reads.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """A stateful fake kube-apiserver on 127.0.0.1:0, enough for a real kopf operator to run against.
 
-It serves discovery for a core group (pods, events) and a CRD group (``kopf.dev/v1``
-``kopfexamples`` with a status subresource); list, get, a watch that stays open and streams every
-change as it happens, merge and JSON patch (object and status), create and delete with finalizers,
-like the real API server. Every request is recorded with its headers, and chosen requests can be made to
-fail with a status code.
+It serves discovery for a core group (pods, configmaps, events), ``apps/v1`` deployments (with
+status and scale subresources), ``coordination.k8s.io/v1`` leases and a CRD group
+(``kopf.dev/v1`` ``kopfexamples`` with a status subresource); list, get, a watch that stays open and
+streams every change as it happens, merge, strategic-merge, apply and JSON patch (object, status,
+scale), replace (PUT), create and delete with finalizers, like the real API server. Every request
+is recorded with its headers and JSON body, and chosen requests can be made to fail with a status
+code.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class Kind:
 KINDS = (
     Kind("", "v1", "namespaces", "Namespace", namespaced=False),
     Kind("", "v1", "pods", "Pod"),
+    Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "events", "Event"),
+    Kind("apps", "v1", "deployments", "Deployment", status_subresource=True),
+    Kind("coordination.k8s.io", "v1", "leases", "Lease"),
     Kind("kopf.dev", "v1", "kopfexamples", "KopfExample", status_subresource=True),
     Kind(
         "apiextensions.k8s.io",
@@ -64,15 +69,31 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return target
 
 
-# A strategic merge patch is applied as a merge patch: the same for the maps these tests patch.
-_MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+def _selected(obj: dict[str, Any], selector: str) -> bool:
+    """Equality-based label selectors (``a=b,c=d``), as far as the tests use them."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key.strip()) != value.strip().lstrip("="):
+            return False
+    return True
+
+
+# A strategic merge or apply patch is applied as a merge patch: the same for the maps these tests patch.
+_MERGE_PATCHES = (
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
 
 
 class FakeCluster:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.bodies: list[tuple[str, str, str, Any]] = []  # (METHOD, path, Content-Type, JSON body)
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
-        self.failures: list[tuple[str, str, int]] = []  # (METHOD, path suffix, status), used once each
+        # (METHOD, path suffix, status[, message]), each used once; the message is the Status's text.
+        self.failures: list[tuple[Any, ...]] = []
         self._version = 100
         self._lock = threading.Lock()
         self._watchers: list[tuple[str, queue.Queue[Optional[dict[str, Any]]]]] = []
@@ -177,6 +198,7 @@ class FakeCluster:
                 )
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
+                cluster.bodies.append((self.command, parts.path, self.headers.get("Content-Type", ""), body))
                 return parts.path.strip("/").split("/"), parse_qs(parts.query), body
 
             def _json(self, code: int, body: Any) -> None:
@@ -186,14 +208,15 @@ class FakeCluster:
                 path = urlsplit(self.path).path
                 with cluster._lock:
                     for failure in cluster.failures:
-                        method, suffix, code = failure
+                        method, suffix, code = failure[:3]
                         if method == self.command and path.endswith(suffix):
                             cluster.failures.remove(failure)
+                            message = failure[3] if len(failure) > 3 else f"injected {code}"
                             break
                     else:
                         return False
-                reasons = {404: "NotFound", 409: "Conflict", 500: "InternalError"}
-                self._json(code, status(code, reasons.get(code, "Unknown"), f"injected {code}"))
+                reasons = {404: "NotFound", 409: "Conflict", 422: "Invalid", 500: "InternalError"}
+                self._json(code, status(code, reasons.get(code, "Unknown"), message))
                 return True
 
             def _route(self, parts: list[str]) -> Optional[tuple[Kind, Optional[str], Optional[str], str]]:
@@ -293,13 +316,15 @@ class FakeCluster:
                         self._json(200, obj)
                 elif query.get("watch", ["false"])[0].lower() in ("true", "1"):
                     timeout = float(query.get("timeoutSeconds", ["0"])[0] or 0)
-                    self._watch(kind.plural, namespace, timeout)
+                    self._watch(kind.plural, namespace, timeout, query.get("labelSelector", [""])[0])
                 else:
                     with cluster._lock:
                         items = [
                             copy.deepcopy(o)
                             for (plural, ns, _), o in cluster.objects.items()
-                            if plural == kind.plural and namespace in (None, ns)
+                            if plural == kind.plural
+                            and namespace in (None, ns)
+                            and _selected(o, query.get("labelSelector", [""])[0])
                         ]
                         version = str(cluster._version)
                     self._json(
@@ -312,7 +337,9 @@ class FakeCluster:
                         },
                     )
 
-            def _watch(self, plural: str, namespace: Optional[str], timeout: float) -> None:
+            def _watch(
+                self, plural: str, namespace: Optional[str], timeout: float, selector: str = ""
+            ) -> None:
                 events: queue.Queue[Optional[dict[str, Any]]] = queue.Queue()
                 with cluster._lock:
                     cluster._watchers.append((plural, events))
@@ -332,7 +359,9 @@ class FakeCluster:
                             continue
                         if event is None:
                             break
-                        if namespace not in (None, event["object"]["metadata"].get("namespace", "")):
+                        if namespace not in (None, event["object"]["metadata"].get("namespace", "")) or not (
+                            _selected(event["object"], selector)
+                        ):
                             continue
                         line = json.dumps(event).encode() + b"\n"
                         self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
@@ -358,8 +387,11 @@ class FakeCluster:
                     return
                 kind, namespace, name, subresource = route
                 content_type = self.headers.get("Content-Type", "")
+                if subresource == "scale":
+                    self._scale(kind, namespace or "", name, body, content_type)
+                    return
                 if content_type == "application/json-patch+json" and isinstance(body, list):
-                    wanted = ("/status",) if subresource == "status" else ("/metadata", "/spec")
+                    wanted = ("/status",) if subresource == "status" else ("/metadata", "/spec", "/data")
                     body = [o for o in body if o["op"] == "test" or str(o["path"]).startswith(wanted)]
                 elif content_type in _MERGE_PATCHES and isinstance(body, dict):
                     if subresource == "status":
@@ -383,6 +415,91 @@ class FakeCluster:
                     self._json(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
                 else:
                     self._json(200, found)
+
+            def _scale(
+                self, kind: Kind, namespace: str, name: str, body: Any, content_type: str = "application/json"
+            ) -> None:
+                """The scale subresource: a Scale whose spec.replicas is the object's."""
+                with cluster._lock:
+                    obj = cluster.objects.get((kind.plural, namespace, name))
+                    if obj is None:
+                        self._json(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
+                        return
+                    if body is not None:
+                        if content_type == "application/json-patch+json":
+                            self._json(415, status(415, "UnsupportedMediaType", "json patch on scale"))
+                            return
+                        replicas = (body.get("spec") or {}).get("replicas")
+                        if replicas is not None:
+                            obj = cluster._patch(
+                                kind.plural, namespace, name, {"spec": {"replicas": replicas}}
+                            )
+                    scale = {
+                        "apiVersion": "autoscaling/v1",
+                        "kind": "Scale",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                        "status": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                    }
+                self._json(200, scale)
+
+            def do_PUT(self) -> None:
+                parts, _, body = self._start()
+                if self._failed():
+                    return
+                route = self._route(parts)
+                if route is None or route[2] is None or not isinstance(body, dict):
+                    self._json(
+                        404, status(404, "NotFound", "the server could not find the requested resource")
+                    )
+                    return
+                kind, namespace, name, subresource = route
+                key = (kind.plural, namespace or "", name)
+                if subresource == "scale":
+                    self._scale(kind, namespace or "", name, body)
+                    return
+                with cluster._lock:
+                    current = cluster.objects.get(key)
+                    if current is None:
+                        self._json(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
+                        return
+                    replaced = copy.deepcopy(current)
+                    if subresource == "status":
+                        replaced["status"] = copy.deepcopy(body.get("status"))
+                    else:
+                        kept = {
+                            k: replaced[k] for k in ("status",) if k in replaced and kind.status_subresource
+                        }
+                        server = {
+                            k: current["metadata"][k]
+                            for k in ("uid", "creationTimestamp", "generation", "namespace", "name")
+                            if k in current["metadata"]
+                        }
+                        replaced = {**copy.deepcopy(body), **kept}
+                        replaced["metadata"] = {**(body.get("metadata") or {}), **server}
+                    cluster.objects[key] = replaced
+                    cluster._bump(replaced)
+                    cluster._notify("MODIFIED", kind.plural, replaced)
+                    result = copy.deepcopy(replaced)
+                self._json(200, result)
+
+            def do_DELETE(self) -> None:
+                parts, _, _ = self._start()
+                if self._failed():
+                    return
+                route = self._route(parts)
+                if route is None or route[2] is None:
+                    self._json(
+                        404, status(404, "NotFound", "the server could not find the requested resource")
+                    )
+                    return
+                kind, namespace, name, _ = route
+                try:
+                    cluster.delete(kind.plural, namespace or "", name)
+                except KeyError:
+                    self._json(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
+                    return
+                self._json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200})
 
             def do_POST(self) -> None:
                 parts, _, body = self._start()

@@ -305,7 +305,10 @@ NOT_BUILT_IN = {
     ("kopf.dev/v1", "KopfExample"): "test_custom_resources_match_their_crd",
     ("apiserver.config.k8s.io/v1", "TracingConfiguration"): "test_tracing_configuration_files_validate",
     ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"): "test_tracing_configuration_files_validate",
-    ("opentelemetry.io/v1alpha1", "Instrumentation"): "test_the_operator_instrumentation_cr_exports_over_http_protobuf",
+    (
+        "opentelemetry.io/v1alpha1",
+        "Instrumentation",
+    ): "test_the_operator_instrumentation_cr_exports_over_http_protobuf",
 }
 
 

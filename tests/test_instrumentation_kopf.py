@@ -184,7 +184,7 @@ def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_i
         [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
         wait_for(lambda: cluster.field("kopfexamples", "team-a", "ex1", "status", "seen"))
 
-    assert span.kind.name == "INTERNAL"
+    assert span.kind.name == "CONSUMER"  # a reconcile (KEP-5915)
     assert span.parent is None  # a watch event starts a new trace
     assert span.status.status_code is StatusCode.UNSET
     assert attributes(span) == {
@@ -402,12 +402,13 @@ def test_temporary_permanent_and_other_errors_are_told_apart(
     [never_span] = by_handler["never"]
     assert attributes(never_span)["kopf.outcome"] == "permanent-error"
     assert never_span.status.status_code is StatusCode.ERROR
-    assert never_span.status.description == "PermanentError: spec.size must be positive"
+    assert never_span.status.description == "PermanentError"  # handler messages are opt-in
     [broken_span] = by_handler["broken"]
     assert attributes(broken_span)["kopf.outcome"] == "error"
     assert attributes(broken_span)["error.type"] == "ValueError"
     assert broken_span.status.status_code is StatusCode.ERROR
-    assert broken_span.events[0].attributes["exception.message"] == "a bug"  # type: ignore[index]
+    assert broken_span.events[0].attributes["exception.type"] == "ValueError"  # type: ignore[index]
+    assert "exception.message" not in (broken_span.events[0].attributes or {})
 
 
 def test_update_field_event_timer_and_daemon_handlers(
@@ -527,6 +528,57 @@ def test_traceparent_annotation_is_a_link_never_the_parent(
     assert dict(link.attributes or {}) == {"k8s_otel.link.annotation": "k8s-otel.io/traceparent"}
     assert not by_name["garbled"].links and attributes(by_name["garbled"])["kopf.outcome"] == "success"
     assert not by_name["plain"].links
+
+
+KEP_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00"
+
+
+def test_the_kep_annotation_is_a_link_by_default_and_the_option_adds_a_key(
+    exporter: InMemorySpanExporter, cluster: FakeCluster
+) -> None:
+    operator = Operator(cluster, exporter)
+    operator.noop(kopf.on.create, id="created")
+    operator.noop(kopf.on.timer, id="ticks", interval=0.05)
+
+    with operator.running():
+        cluster.create(
+            "kopfexamples",
+            example(
+                "both",
+                annotations={
+                    "tracing.k8s.io/traceparent": KEP_TRACEPARENT,
+                    "k8s-otel.io/traceparent": REMOTE_TRACEPARENT,
+                },
+            ),
+        )
+        cluster.create(
+            "kopfexamples",
+            example(
+                "same",
+                annotations={
+                    "tracing.k8s.io/traceparent": REMOTE_TRACEPARENT,
+                    "k8s-otel.io/traceparent": REMOTE_TRACEPARENT,
+                },
+            ),
+        )
+        cluster.create(
+            "kopfexamples", example("kep", annotations={"tracing.k8s.io/traceparent": KEP_TRACEPARENT})
+        )
+        spans = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev", 3)
+        [timer, *_] = operator.wait_spans("kopf.timer kopfexamples.kopf.dev")
+
+    by_name = {attributes(s)["name"]: s for s in spans}
+    both = by_name["both"]
+    assert both.kind.name == "CONSUMER" and both.parent is None
+    assert [(f"{link.context.trace_id:032x}", dict(link.attributes or {})) for link in both.links] == [
+        ("4bf92f3577b34da6a3ce929d0e0e4737", {"k8s_otel.link.annotation": "tracing.k8s.io/traceparent"}),
+        ("0af7651916cd43dd8448eb211c80319c", {"k8s_otel.link.annotation": "k8s-otel.io/traceparent"}),
+    ]
+    assert not both.links[0].context.trace_flags.sampled  # an unsampled stamp is still a link
+    assert len(by_name["same"].links) == 1  # one link per stored context
+    [kep] = by_name["kep"].links
+    assert dict(kep.attributes or {}) == {"k8s_otel.link.annotation": "tracing.k8s.io/traceparent"}
+    assert timer.kind.name == "CONSUMER" and not timer.links  # not triggered by a write
 
 
 def test_the_annotation_is_opt_in_and_read_from_the_env(
@@ -887,9 +939,7 @@ def test_a_temporary_error_that_exhausts_the_retries_is_an_error(
     assert (attributes(first)["kopf.outcome"], first.status.status_code) == ("retry", StatusCode.UNSET)
     assert (attributes(last)["kopf.retry"], attributes(last)["kopf.outcome"]) == (1, "permanent-error")
     assert last.status.status_code is StatusCode.ERROR
-    assert (
-        last.status.description == "TemporaryError: still waiting; kopf gives up: retries or timeout reached"
-    )
+    assert last.status.description == "TemporaryError; kopf gives up: retries or timeout reached"
 
 
 class ExplodingProcessor(SpanProcessor):
@@ -1014,3 +1064,45 @@ def test_a_trust_rule_sees_the_kopf_cause(cluster: FakeCluster) -> None:
     assert all(hasattr(request, "sslpeer") and hasattr(request, "userinfo") for request in seen)
     assert untrusted.parent is None and len(untrusted.links) == 1
     assert trusted_span.parent is not None and trusted_span.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_with_sample_linked_a_stamped_objects_reconcile_is_recorded(cluster: FakeCluster) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from k8s_otel.sampling import PerMillionSampler
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=PerMillionSampler(None, sample_linked=True))  # no root sampled
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    instrumentor = KopfInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        operator = Operator(cluster, memory)
+        operator.noop(kopf.on.create, id="created")
+        with operator.running():
+            cluster.create(
+                "kopfexamples",
+                example("stamped", annotations={"tracing.k8s.io/traceparent": REMOTE_TRACEPARENT}),
+            )
+            cluster.create(
+                "kopfexamples",
+                example(
+                    "unsampled-stamp",
+                    annotations={"tracing.k8s.io/traceparent": REMOTE_TRACEPARENT[:-2] + "00"},
+                ),
+            )
+            cluster.create("kopfexamples", example("plain"))
+            [span] = operator.wait_spans("kopf.on.create kopfexamples.kopf.dev")
+            wait_for(lambda: all(
+                "kopf.zalando.org/last-handled-configuration"
+                in (cluster.field("kopfexamples", "default", name, "metadata", "annotations") or {})
+                for name in ("stamped", "unsampled-stamp", "plain")
+            ))  # fmt: skip
+    finally:
+        instrumentor.uninstrument()
+    # Only the reconcile linked to a sampled request is recorded: both ends of the link are kept.
+    assert [attributes(s)["name"] for s in operator.spans("kopf.on.create kopfexamples.kopf.dev")] == [
+        "stamped"
+    ]
+    assert span.kind.name == "CONSUMER" and span.links[0].context.trace_flags.sampled

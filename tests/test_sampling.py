@@ -9,13 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from k8s_otel.sampling import (
     PerMillionSampler,
     TraceIDRatioBased,
     go_trace_id_upper_bound,
     per_million_sampler_from_env,
+    sample_linked_from_env,
 )
 
 LOW_64 = (1 << 64) - 1
@@ -210,3 +211,98 @@ def test_entry_point_factory_never_raises_and_fails_closed(
     message = record.getMessage()
     assert "OTEL_TRACES_SAMPLER_ARG" in message
     assert repr(arg.strip()[:40]) in message  # names the bad value, bounded
+
+
+# --- sample_linked (KEP-5915 reconciles) -------------------------------------------------------
+
+
+def _link(sampled_flag: bool) -> Link:
+    return Link(
+        SpanContext(
+            trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4737,
+            span_id=0x00F067AA0BA902B7,
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled_flag else TraceFlags.DEFAULT),
+        )
+    )
+
+
+UNSAMPLED_ROOT_ID = (1 << 64) - 1  # far above any root bound below a million per million
+
+
+def _decide(
+    sampler: PerMillionSampler, parent: object, links: list[Link], trace_id: int = UNSAMPLED_ROOT_ID
+) -> bool:
+    result = sampler.should_sample(parent, trace_id, "reconcile", links=links)  # type: ignore[arg-type]
+    return result.decision is Decision.RECORD_AND_SAMPLE
+
+
+@pytest.mark.parametrize("rate", [None, 0, 100])
+def test_sample_linked_samples_a_root_with_a_sampled_link(rate: int | None) -> None:
+    on, off = PerMillionSampler(rate, sample_linked=True), PerMillionSampler(rate)
+    assert _decide(on, None, [_link(True)])
+    assert _decide(on, None, [_link(False), _link(True)])
+    assert not _decide(on, None, [_link(False)])
+    assert not _decide(on, None, [])
+    invalid = Link(SpanContext(0, 0, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    assert not _decide(on, None, [invalid])
+    # Off (the default, as Go's ParentBased): links change nothing.
+    assert not _decide(off, None, [_link(True)])
+
+
+@pytest.mark.parametrize("parent_sampled", [True, False])
+@pytest.mark.parametrize("remote", [True, False])
+def test_sample_linked_never_overrides_a_valid_parent(parent_sampled: bool, remote: bool) -> None:
+    sampler = PerMillionSampler(None, sample_linked=True)
+    parent = _parent(remote=remote, sampled_flag=parent_sampled)
+    assert _decide(sampler, parent, [_link(True)]) is parent_sampled
+    assert _decide(sampler, parent, [_link(False)]) is parent_sampled
+
+
+@given(rate=st.integers(0, 1_000_000), trace_id=st.integers(1, 2**128 - 1), linked=st.booleans())
+def test_go_parity_is_unchanged_with_sample_linked_off_and_on_without_links(
+    rate: int, trace_id: int, linked: bool
+) -> None:
+    assert sampled(PerMillionSampler(rate), trace_id) is go_decision(rate, trace_id)
+    links = [_link(linked)]
+    assert _decide(PerMillionSampler(rate), None, links, trace_id) is go_decision(rate, trace_id)
+    assert sampled(PerMillionSampler(rate, sample_linked=True), trace_id) is go_decision(rate, trace_id)
+    # On, a sampled link only ever adds samples.
+    assert _decide(PerMillionSampler(rate, sample_linked=True), None, links, trace_id) is (
+        go_decision(rate, trace_id) or linked
+    )
+
+
+def test_the_link_budget_bounds_forced_decisions() -> None:
+    allowed = [True, False]
+    sampler = PerMillionSampler(None, sample_linked=True, link_budget=lambda: allowed.pop(0))
+    assert _decide(sampler, None, [_link(True)])
+    assert not _decide(sampler, None, [_link(True)])  # past the budget: the root sampler decides
+    assert not _decide(sampler, None, [_link(False)])  # an unsampled link does not spend budget
+    assert allowed == []
+
+    def broken() -> bool:
+        raise RuntimeError("budget")
+
+    assert not _decide(PerMillionSampler(None, sample_linked=True, link_budget=broken), None, [_link(True)])
+
+
+def test_sample_linked_description_and_repr() -> None:
+    assert PerMillionSampler(100).get_description().startswith("ParentBased{root:TraceIDRatioBased{0.0001},")
+    on = PerMillionSampler(100, sample_linked=True)
+    assert on.get_description().startswith("ParentBased{root:SampledLinkOr{TraceIDRatioBased{0.0001}},")
+    assert repr(on) == "PerMillionSampler(100, sample_linked=True)"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", False), ("true", True), (" TRUE ", True), ("false", False), ("yes", False)]
+)
+def test_sample_linked_from_the_env(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("K8S_OTEL_SAMPLE_LINKED", value)
+    sampler = per_million_sampler_from_env("100")
+    assert isinstance(sampler, PerMillionSampler)
+    assert sampler.sample_linked is expected
+    assert sample_linked_from_env() is expected
+    assert any("K8S_OTEL_SAMPLE_LINKED" in r.getMessage() for r in caplog.records) is (value == "yes")

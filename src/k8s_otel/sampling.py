@@ -10,8 +10,9 @@ trace ids at rates below 489 per million; a Python webhook must agree with the a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
@@ -27,17 +28,20 @@ from opentelemetry.util.types import Attributes
 
 __all__ = [
     "MAX_SAMPLES_PER_MILLION",
+    "SAMPLE_LINKED_ENV",
     "PerMillionSampler",
     "TraceIDRatioBased",
     "go_trace_id_upper_bound",
     "parse_samples_per_million",
     "per_million_sampler_from_env",
+    "sample_linked_from_env",
     "validate_samples_per_million",
 ]
 
 _logger = logging.getLogger(__name__)
 
 MAX_SAMPLES_PER_MILLION = 1_000_000
+SAMPLE_LINKED_ENV = "K8S_OTEL_SAMPLE_LINKED"
 _LOW_64_BITS = (1 << 64) - 1
 
 
@@ -146,11 +150,25 @@ class PerMillionSampler(ParentBased):
     ``None`` or 0: roots are never sampled, parents are respected. 1_000_000: every root is sampled.
     Anything else: Go's ``TraceIDRatioBased(rate / 1_000_000)``. Delegates for parents are the
     ParentBased defaults, as in component-base (``ParentBased`` is called with no options).
+
+    ``sample_linked=True`` (off by default: Go's ParentBased ignores links) also samples a root
+    with no valid parent when one of its links is sampled, so that a reconcile linked to a recorded
+    request (KEP-5915) is recorded too. Whoever can write an object's annotation can then force its
+    reconcile to be sampled; ``link_budget``, a callable returning whether one more forced decision
+    is allowed (a token bucket's ``take``), bounds that. Past the budget the root sampler decides.
     """
 
-    def __init__(self, samples_per_million: Optional[int]) -> None:
+    def __init__(
+        self,
+        samples_per_million: Optional[int],
+        *,
+        sample_linked: bool = False,
+        link_budget: Optional[Callable[[], bool]] = None,
+    ) -> None:
         rate = validate_samples_per_million(samples_per_million)
         self.samples_per_million = rate
+        self.sample_linked = bool(sample_linked)
+        self._link_budget = link_budget
         root: Sampler
         if not rate:
             root = ALWAYS_OFF
@@ -176,15 +194,34 @@ class PerMillionSampler(ParentBased):
             if parent.trace_flags.sampled:
                 return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
             return SamplingResult(Decision.DROP, None, parent.trace_state)
-        if (trace_id & _LOW_64_BITS) >> 1 < self._root_bound:
+        if (trace_id & _LOW_64_BITS) >> 1 < self._root_bound or (
+            self.sample_linked and links and self._linked_sampled(links)
+        ):
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
         return SamplingResult(Decision.DROP, None, None)
+
+    def _linked_sampled(self, links: Sequence[Link]) -> bool:
+        """Whether a link is to a sampled context (and the budget, if any, allows one more)."""
+        for link in links:
+            context = link.context
+            if context.is_valid and context.trace_flags.sampled:
+                if self._link_budget is None:
+                    return True
+                try:
+                    return bool(self._link_budget())
+                except Exception:  # a broken budget must not break span creation: refuse
+                    _logger.debug("k8s_otel: the sampled-link budget failed", exc_info=True)
+                    return False
+        return False
 
     def get_description(self) -> str:
         # Go's layout; Python's ParentBased description uses the same one, spelled out here so that
         # an SDK change cannot silently diverge from the apiserver's text.
+        root = self._root.get_description()
+        if self.sample_linked:
+            root = f"SampledLinkOr{{{root}}}"
         return (
-            f"ParentBased{{root:{self._root.get_description()},"
+            f"ParentBased{{root:{root},"
             f"remoteParentSampled:{self._remote_parent_sampled.get_description()},"
             f"remoteParentNotSampled:{self._remote_parent_not_sampled.get_description()},"
             f"localParentSampled:{self._local_parent_sampled.get_description()},"
@@ -192,7 +229,22 @@ class PerMillionSampler(ParentBased):
         )
 
     def __repr__(self) -> str:
+        if self.sample_linked:
+            return f"PerMillionSampler({self.samples_per_million!r}, sample_linked=True)"
         return f"PerMillionSampler({self.samples_per_million!r})"
+
+
+def sample_linked_from_env() -> bool:
+    """``K8S_OTEL_SAMPLE_LINKED``: ``true`` turns ``sample_linked`` on; unset or ``false`` leaves it off.
+
+    Any other value is logged and means off (the OTel rule for boolean variables).
+    """
+    value = os.environ.get(SAMPLE_LINKED_ENV, "").strip().lower()
+    if value not in ("", "true", "false"):
+        _logger.warning(
+            "k8s_otel: %s=%r is not true or false; sampling by links stays off", SAMPLE_LINKED_ENV, value[:40]
+        )
+    return value == "true"
 
 
 def per_million_sampler_from_env(arg: object = None) -> Sampler:
@@ -216,4 +268,4 @@ def per_million_sampler_from_env(arg: object = None) -> Sampler:
             error,
         )
         rate = None
-    return PerMillionSampler(rate)
+    return PerMillionSampler(rate, sample_linked=sample_linked_from_env())

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from k8s_otel._redact import split_userinfo
 from k8s_otel.exporter import build_exporter
 from k8s_otel.resource import KubernetesResourceDetector
-from k8s_otel.sampling import PerMillionSampler
+from k8s_otel.sampling import PerMillionSampler, sample_linked_from_env
 from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
 
 __all__ = ["AlreadyConfiguredError", "TracingHandle", "configure", "resource_for"]
@@ -207,6 +207,7 @@ def configure(
     protocol: Optional[str] = None,
     install: bool = True,
     log_correlation: Optional[bool] = None,
+    sample_linked: Optional[bool] = None,
 ) -> TracingHandle:
     """Build, and by default install globally, the TracerProvider kube-apiserver would build.
 
@@ -216,6 +217,8 @@ def configure(
     Bad files and variables are logged and ignored; only bad arguments raise. A second call with
     the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
     ``log_correlation`` puts trace ids in every log record (None: ``OTEL_PYTHON_LOG_CORRELATION``).
+    ``sample_linked`` (default: ``K8S_OTEL_SAMPLE_LINKED``, off): also sample a root whose link is
+    sampled (``PerMillionSampler(..., sample_linked=True)``; docs/objects.md says what it costs).
     """
     arguments = {
         "endpoint": endpoint,
@@ -226,6 +229,7 @@ def configure(
         "headers": headers,
         "insecure": insecure,
         "protocol": protocol,
+        "sample_linked": sample_linked,
     }
     global _installed
     with _state_lock:
@@ -240,7 +244,8 @@ def configure(
             insecure=insecure,
             protocol=protocol,
         )
-        handle = _build(settings, resource, arguments, install)
+        linked = sample_linked_from_env() if sample_linked is None else bool(sample_linked)
+        handle = _build(settings, resource, arguments, install, sample_linked=linked)
         if install:
             _installed = handle
     if handle.installed:
@@ -285,6 +290,7 @@ def _build(
     resource: Union[Resource, Mapping[str, Any], None],
     arguments: Mapping[str, Any],
     install: bool,
+    sample_linked: bool = False,
 ) -> TracingHandle:
     for problem in settings.problems:
         _logger.error("k8s_otel: %s", problem)
@@ -294,7 +300,7 @@ def _build(
         return TracingHandle(provider, settings, None, installed=installed, arguments=arguments)
 
     sdk_provider = TracerProvider(
-        sampler=PerMillionSampler(settings.sampling_rate_per_million.value),
+        sampler=PerMillionSampler(settings.sampling_rate_per_million.value, sample_linked=sample_linked),
         resource=resource_for(settings, resource),
         shutdown_on_exit=False,
     )

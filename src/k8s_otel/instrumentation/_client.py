@@ -2,8 +2,8 @@
 
 A call is one span named exactly as kube-apiserver names its server span for the same request,
 with the components' keys. While it is open, generic HTTP instrumentation (urllib3, aiohttp-client)
-is suppressed: one span per call, ours. What is recorded of an error is its status, never the
-response body.
+is suppressed: one span per call, ours. What is recorded of an error is its type and status, never
+its text (the response body).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from k8s_otel._errors import record_error
 from k8s_otel.conventions import (
     API_GROUP,
     API_VERSION,
@@ -105,28 +106,19 @@ def end_span(span: Span) -> None:
         _logger.debug("k8s_otel: a span processor failed in on_end", exc_info=True)
 
 
-def error_message(error: BaseException, status: Any = None) -> str:
-    """What is recorded of an error: for an HTTP error, the status and reason phrase only.
-
-    The text of an ``ApiException`` or a kopf ``APIError`` carries the response body (a Status,
-    whose message and details may quote the object's fields) and headers; they stay out of spans.
-    """
-    if isinstance(status, int) and status:
-        reason = getattr(error, "reason", None)
-        return f"HTTP {status} {reason}" if isinstance(reason, str) and reason else f"HTTP {status}"
-    return str(error)[:256]
-
-
 def finish_client_span(span: Span, response: Any = None, error: Optional[BaseException] = None) -> None:
-    """Record the status (or the error, with its status when it has one) and end the span."""
+    """Record the status (or the error, with its status when it has one) and end the span.
+
+    An error is recorded by ``record_error``: its type, HTTP status and frames, never its text (the
+    text of an ``ApiException`` or a kopf ``APIError`` carries the response headers and body).
+    """
     try:
         status = getattr(response, "status", None)
         if error is not None:
             status = getattr(error, "status", None) or status
-            message = error_message(error, status)
-            span.record_exception(error, {"exception.message": message})
-            span.set_attribute("error.type", str(status) if status else type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}"[:256]))
+            http_status = status if isinstance(status, int) and not isinstance(status, bool) else None
+            record_error(span, error, status=http_status)
+            span.set_attribute("error.type", str(http_status) if http_status else type(error).__qualname__)
         if isinstance(status, int) and status:
             span.set_attribute("http.response.status_code", status)
             if status >= 400 and error is None:

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional
 
 import wrapt
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
@@ -39,22 +40,25 @@ try:
 except ImportError as error:
     raise missing_extra("kopf", error) from None
 
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind
 
 from k8s_otel import __version__
-from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, RESOURCE, SUBRESOURCE, UID
+from k8s_otel._errors import record_error, record_messages_from_env
+from k8s_otel.conventions import API_GROUP, API_VERSION, RESOURCE, SUBRESOURCE
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     end_span,
-    error_message,
     finish_client_span,
     start_client_span,
 )
+from k8s_otel.objects import K8S_NAMESPACE_NAME, LINK_ANNOTATION, TRACEPARENT_ANNOTATION, object_identity
 from k8s_otel.propagation import extract, inject, parse_traceparent
 from k8s_otel.trust import TrustPolicy
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
+    "K8S_NAMESPACE_NAME",
+    "LINK_ANNOTATION",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
     "check_annotation_name",
@@ -68,14 +72,12 @@ DEFAULT_TRACEPARENT_ANNOTATION = "k8s-otel.io/traceparent"
 
 # Span attribute keys. Object identity uses kube-apiserver's keys (as on its admission spans) and
 # the OTel semantic-convention namespace key; the kopf-specific ones are namespaced ``kopf.``.
-K8S_NAMESPACE_NAME = "k8s.namespace.name"
 HANDLER_ID = "kopf.handler.id"
 HANDLER_TYPE = "kopf.handler.type"
 EVENT_TYPE = "kopf.event.type"
 RETRY = "kopf.retry"
 OUTCOME = "kopf.outcome"
 RETRY_DELAY = "kopf.retry.delay"
-LINK_ANNOTATION = "k8s_otel.link.annotation"
 
 # kopf's handler classes (1.37+ names, and the older ``Resource*`` ones) -> our handler type.
 _HANDLER_TYPES = {
@@ -85,22 +87,12 @@ _HANDLER_TYPES = {
     "TimerHandler": "timer",
     "WebhookHandler": None,  # validate/mutate: decided from the handler's reason
 }
+# A reconcile is a new root of kind CONSUMER (KEP-5915); a sub-handler is a step inside its handler's
+# span, and an admission handler a step inside kube-apiserver's request: INTERNAL.
+_SPAN_KINDS = {"subhandler": SpanKind.INTERNAL, "validate": SpanKind.INTERNAL, "mutate": SpanKind.INTERNAL}
 _DECORATOR = {"daemon": "kopf.daemon", "timer": "kopf.timer", "subhandler": "kopf.subhandler"}
 _NOT_CHANGE_TRIGGERED = frozenset({"daemon", "timer"})
-
-# Semantic-convention keys for the kinds that have them (``k8s.pod.name``, ``k8s.pod.uid``, ...).
-_SEMCONV_KINDS = {
-    ("", "pods"): "k8s.pod",
-    ("", "nodes"): "k8s.node",
-    ("", "namespaces"): "k8s.namespace",
-    ("apps", "deployments"): "k8s.deployment",
-    ("apps", "replicasets"): "k8s.replicaset",
-    ("apps", "statefulsets"): "k8s.statefulset",
-    ("apps", "daemonsets"): "k8s.daemonset",
-    ("batch", "jobs"): "k8s.job",
-    ("batch", "cronjobs"): "k8s.cronjob",
-}
-
+_MAX_DESCRIBED = 1024
 
 _ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -182,27 +174,20 @@ def _event_type(kind: str, cause: Any) -> Optional[str]:
 
 
 def _metadata(cause: Any) -> Mapping[str, Any]:
+    """The object's metadata, read from the raw dict under kopf's live ``Body`` view when there is
+    one (each lookup through the view resolves its path again: the handler path's largest cost)."""
     body = getattr(cause, "body", None)
+    if type(body) is not dict:
+        raw = getattr(body, "_src", None)
+        if type(raw) is dict and not getattr(body, "_path", True):
+            body = raw
     metadata = body.get("metadata") if isinstance(body, Mapping) else None
     return metadata if isinstance(metadata, Mapping) else {}
 
 
 def _identity(group: str, plural: str, metadata: Mapping[str, Any], cause: Any) -> dict[str, Any]:
     """The object's identity: kube-apiserver's keys, and the semantic conventions' where they exist."""
-    object_name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
-    attributes: dict[str, Any] = {}
-    if object_name:
-        attributes[NAME] = str(object_name)
-    if namespace:
-        attributes[K8S_NAMESPACE_NAME] = str(namespace)
-    if uid:
-        attributes[UID] = str(uid)
-    semconv = _SEMCONV_KINDS.get((group, plural))
-    if semconv is not None:
-        if object_name:
-            attributes[f"{semconv}.name"] = str(object_name)
-        if uid and semconv != "k8s.namespace":
-            attributes[f"{semconv}.uid"] = str(uid)
+    attributes = object_identity(metadata, group=group, plural=plural)
     subresource = getattr(cause, "subresource", None)
     if subresource:
         attributes[SUBRESOURCE] = str(subresource)
@@ -218,22 +203,45 @@ class _HandlerSpans:
         annotation: Optional[str],
         policy: TrustPolicy,
         errors: dict[str, tuple[type[BaseException], ...]],
+        record_messages: bool = False,
     ) -> None:
         self.tracer = tracer
-        self.annotation = annotation
+        self.record_messages = record_messages
+        # KEP-5915's annotation always; the configured one (an older convention) as well.
+        self.annotations = (TRACEPARENT_ANNOTATION,) + (
+            (annotation,) if annotation and annotation != TRACEPARENT_ANNOTATION else ()
+        )
         self.policy = policy
         self.errors = errors
+        self._described: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+    def _describe(self, handler: Any, resource: Any) -> Optional[tuple[str, str, str, str, dict[str, Any]]]:
+        """(kind, span name, group, plural, the handler's keys), cached by the handler and resource
+        objects themselves (kopf reuses both): the handler path reads them once."""
+        key = (id(handler), id(resource))
+        cached = self._described.get(key)
+        if cached is not None and cached[0] is handler and cached[1] is resource:
+            return cached[2]  # type: ignore[no-any-return]
+        kind = _handler_type(handler)
+        described = None
+        if kind is not None:
+            group = str(getattr(resource, "group", "") or "")
+            plural = str(getattr(resource, "plural", "") or "")
+            version = str(getattr(resource, "version", "") or "")
+            name, keys = _static(kind, group, version, plural, str(getattr(handler, "id", "") or ""))
+            described = (kind, name, group, plural, dict(keys))
+        if len(self._described) >= _MAX_DESCRIBED:
+            self._described.clear()  # sub-handlers are new objects on every call: stay bounded
+        self._described[key] = (handler, resource, described)
+        return described
 
     def start(self, handler: Any, cause: Any, retry: Any) -> Optional[Span]:
-        kind = _handler_type(handler)
-        if kind is None:
-            return None
         resource = getattr(cause, "resource", None)
-        group = str(getattr(resource, "group", "") or "")
-        plural = str(getattr(resource, "plural", "") or "")
-        version = str(getattr(resource, "version", "") or "")
-        name, keys = _static(kind, group, version, plural, str(getattr(handler, "id", "") or ""))
-        attributes: dict[str, Any] = dict(keys)
+        described = self._describe(handler, resource)
+        if described is None:
+            return None
+        kind, name, group, plural, keys = described
+        attributes: dict[str, Any] = keys.copy()
         if isinstance(retry, int):
             attributes[RETRY] = retry
         event_type = _event_type(kind, cause)
@@ -249,27 +257,38 @@ class _HandlerSpans:
                 extract(getattr(cause, "headers", None) or {}), request=cause
             )
             links.extend(trusted_links)
-        metadata = _metadata(cause) if self.annotation else None
-        if metadata is not None and kind not in _NOT_CHANGE_TRIGGERED:
-            link = self._annotation_link(metadata)
-            if link is not None:
-                links.append(link)
+        metadata: Optional[Mapping[str, Any]] = None
+        if kind not in _NOT_CHANGE_TRIGGERED:
+            metadata = _metadata(cause)
+            if metadata:
+                self._annotation_links(metadata, links)
         span = self.tracer.start_span(
-            name, parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links or None
+            name,
+            parent,
+            kind=_SPAN_KINDS.get(kind, SpanKind.CONSUMER),
+            attributes=attributes,
+            links=links or None,
         )
         if span.is_recording():  # unsampled: the object is not read
             span.set_attributes(_identity(group, plural, metadata or _metadata(cause), cause))
         return span
 
-    def _annotation_link(self, metadata: Mapping[str, Any]) -> Optional[Link]:
+    def _annotation_links(self, metadata: Mapping[str, Any], links: list[Link]) -> None:
+        """A link per stored context: ``tracing.k8s.io/traceparent``, then the extra annotation."""
         annotations = metadata.get("annotations")
-        value = annotations.get(self.annotation) if isinstance(annotations, Mapping) else None
-        span_context = parse_traceparent(value) if isinstance(value, str) else None
-        if span_context is not None:
-            return Link(span_context, {LINK_ANNOTATION: self.annotation})
-        if value is not None:
-            _logger.debug("k8s_otel: ignoring a malformed %s annotation", self.annotation)
-        return None
+        if not isinstance(annotations, Mapping):
+            return
+        seen = None
+        for key in self.annotations:
+            value = annotations.get(key)
+            if value is None:
+                continue
+            span_context = parse_traceparent(value) if isinstance(value, str) else None
+            if span_context is None:
+                _logger.debug("k8s_otel: ignoring a malformed %s annotation", key)
+            elif span_context != seen:
+                links.append(Link(span_context, {LINK_ANNOTATION: key}))
+                seen = span_context
 
     def finish(
         self,
@@ -299,11 +318,11 @@ class _HandlerSpans:
                     # the controller, but the reason is recorded.
                     span.set_attribute(OUTCOME, "retry")
                     span.set_attribute("error.type", type(error).__qualname__)
-                    span.record_exception(error, {"exception.message": _message(error)})
+                    self._record(span, error, set_status=False)
             elif isinstance(error, self.errors["admission"]):
                 span.set_attribute(OUTCOME, "denied")  # a validating answer, not a failure
                 span.set_attribute("error.type", type(error).__qualname__)
-                span.record_exception(error, {"exception.message": _message(error)})
+                self._record(span, error, set_status=False)
             else:
                 permanent = isinstance(error, self.errors["permanent"])
                 self._failed(span, error, "permanent-error" if permanent else "error")
@@ -312,18 +331,14 @@ class _HandlerSpans:
         finally:
             end_span(span)
 
-    @staticmethod
-    def _failed(span: Span, error: BaseException, outcome: str, note: str = "") -> None:
-        message = _message(error)
+    def _failed(self, span: Span, error: BaseException, outcome: str, note: str = "") -> None:
         span.set_attribute(OUTCOME, outcome)
         span.set_attribute("error.type", type(error).__qualname__)
-        span.record_exception(error, {"exception.message": message})
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}{note}"[:256]))
+        self._record(span, error, description_suffix=note)
 
-
-def _message(error: BaseException) -> str:
-    """The error's text, or only its HTTP status when it is an API error (its text has the body)."""
-    return error_message(error, getattr(error, "status", None))
+    def _record(self, span: Span, error: BaseException, **options: Any) -> None:
+        """The exception event (type, frames; an API error's status): its text only when opted in."""
+        record_error(span, error, record_message=self.record_messages, **options)
 
 
 def _kopf_gives_up(handler: Any, retry: Any, runtime: Any, delay: Any) -> bool:
@@ -357,12 +372,14 @@ def _invoke_handler_wrapper(spans: _HandlerSpans) -> Callable[..., Any]:
             # Timers and daemons run in their own task, outside process_resource_event; kopf applies
             # their patch in that task after each call. The variable lives as long as the task.
             _reaction.set(_Reaction(task, span))
-        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as error:
-                spans.finish(span, error, kwargs.get("handler"), kwargs.get("retry"), kwargs.get("runtime"))
-                raise
+        token = otel_context.attach(trace.set_span_in_context(span))  # use_span's work, without its generator
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            otel_context.detach(token)
+            spans.finish(span, error, kwargs.get("handler"), kwargs.get("retry"), kwargs.get("runtime"))
+            raise
+        otel_context.detach(token)
         spans.finish(span, None)
         return result
 
@@ -440,12 +457,16 @@ _TARGETS = (
 class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """``KopfInstrumentor().instrument()`` before ``kopf.run()``/``kopf.operator()``.
 
-    Options: ``tracer_provider``; ``traceparent_annotation`` (default: the
-    ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var; unset means off): the annotation whose W3C
-    ``traceparent`` the handler span *links* to (an invalid key raises ``ValueError``; an invalid
-    env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
+    Handler spans are CONSUMER roots that *link* to the W3C ``traceparent`` in the object's
+    ``tracing.k8s.io/traceparent`` annotation (KEP-5915). Options: ``tracer_provider``;
+    ``traceparent_annotation`` (default: the ``K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION`` env var;
+    unset: none): one more annotation to link from (an invalid key raises ``ValueError``; an
+    invalid env var is logged and ignored); ``trust`` (default ``"trust"``): the policy for the
     ``traceparent`` kube-apiserver sends to kopf's admission webhooks (a rule gets the kopf cause
-    as ``Caller.request``).
+    as ``Caller.request``); ``record_exception_messages`` (default: the
+    ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES`` env var, off): record a handler exception's message. Off,
+    only its type and frames are recorded, because a handler's error often quotes the object; an API
+    error is always recorded by its HTTP status only.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -475,8 +496,13 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             "admission": (kopf.AdmissionError,),
             "children": tuple(c for c in (getattr(execution, "HandlerChildrenRetry", None),) if c),
         }
+        record_messages = kwargs.get("record_exception_messages")
         spans = _HandlerSpans(
-            tracer, annotation or None, TrustPolicy.parse(kwargs.get("trust", "trust")), errors
+            tracer,
+            annotation or None,
+            TrustPolicy.parse(kwargs.get("trust", "trust")),
+            errors,
+            record_messages_from_env() if record_messages is None else bool(record_messages),
         )
         wrappers = (
             _invoke_handler_wrapper(spans),

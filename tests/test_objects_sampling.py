@@ -1,0 +1,58 @@
+"""configure(sample_linked=...) and K8S_OTEL_SAMPLE_LINKED: a linked reconcile is recorded end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from k8s_otel.receiver import OTLPReceiver
+
+import k8s_otel
+from k8s_otel.objects import TRACEPARENT_ANNOTATION, reconcile_span
+from k8s_otel.sampling import PerMillionSampler
+from k8s_otel.wiring import TracingHandle
+
+SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def handles() -> Iterator[list[TracingHandle]]:
+    made: list[TracingHandle] = []
+    yield made
+    for handle in made:
+        handle.shutdown(2.0)
+
+
+@pytest.mark.parametrize(
+    ("argument", "env", "expected"),
+    [(None, None, False), (None, "true", True), (False, "true", False), (True, None, True)],
+)
+def test_configure_offers_sample_linked(
+    otlp_receiver: OTLPReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    handles: list[TracingHandle],
+    argument: bool | None,
+    env: str | None,
+    expected: bool,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("K8S_OTEL_SAMPLE_LINKED", env)
+    handle = k8s_otel.configure(install=False, endpoint=otlp_receiver.endpoint, sample_linked=argument)
+    handles.append(handle)
+    sampler = handle.tracer_provider.sampler  # type: ignore[attr-defined]
+    assert isinstance(sampler, PerMillionSampler) and sampler.sample_linked is expected
+    # Kubernetes' default rate (unset: no root sampled); the stored stamp is sampled.
+    stamped = {"metadata": {"name": "web", "annotations": {TRACEPARENT_ANNOTATION: SAMPLED}}}
+    plain = {"metadata": {"name": "other"}}
+    tracer = handle.tracer_provider.get_tracer("test")
+    with reconcile_span("reconcile linked", stamped, tracer=tracer):
+        pass
+    with reconcile_span("reconcile plain", plain, tracer=tracer):
+        pass
+    assert handle.force_flush(10)
+    if expected:
+        [span] = otlp_receiver.wait_for_spans(1)
+        assert (span.name, span.kind, span.parent_span_id) == ("reconcile linked", "CONSUMER", "")
+        assert span.links[0][:2] == ("4bf92f3577b34da6a3ce929d0e0e4737", "00f067aa0ba902b7")
+    else:
+        assert otlp_receiver.spans() == []
