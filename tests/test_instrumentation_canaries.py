@@ -16,13 +16,13 @@ from typing import Any
 import kopf
 import kubernetes_asyncio
 import pytest
-from k8s_otel.receiver import OTLPReceiver
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fake_cluster import FakeCluster
+from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.instrumentation.kopf import KopfInstrumentor
 from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
 from test_instrumentation_kopf import EXAMPLES, Operator, example, wait_for

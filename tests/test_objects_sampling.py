@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from k8s_otel.receiver import OTLPReceiver
 
 import k8s_otel
+from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, reconcile_span
 from k8s_otel.sampling import PerMillionSampler
 from k8s_otel.wiring import TracingHandle

@@ -17,10 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-try:  # the receiver's home after the CLI became a package; before, a module of its own
-    from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
-except ImportError:
-    from k8s_otel.receiver import OTLPReceiver, ReceivedSpan  # type: ignore[no-redef]
+from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
 
 __all__ = ["OTLPReceiver", "ReceivedSpan", "distro_env", "instrumented", "read_report", "stop"]
 
