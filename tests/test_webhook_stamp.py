@@ -566,7 +566,7 @@ def test_leases_and_events_are_never_stamped_whatever_the_rules_send(resource: d
 
 
 def test_the_async_demo_chains_request_stamp_reconcile_and_child() -> None:
-    from k8s_otel.webhook.stamp import run_async_demo
+    from k8s_otel.cli._demo_objects import run_async_demo
 
     provider, memory = recording_provider()
     steps = run_async_demo(provider)
@@ -657,3 +657,51 @@ def test_a_renewed_certificate_is_served_without_a_restart(
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_the_k8s_otel_stamp_command_serves_and_exports(
+    certificate: tuple[str, str], otlp_receiver: Any
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a free port for the command line (it cannot report one it picked)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}",
+        "OTEL_SERVICE_NAME": "stamp-cli",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "k8s_otel", "stamp", "--host", "127.0.0.1", "--port", str(port),
+         "--cert", certificate[0], "--key", certificate[1]],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = http.client.HTTPSConnection(
+                    "127.0.0.1", port, context=client_context(certificate[0]), timeout=5
+                )
+                body = json.dumps(review("CREATE", deployment()))
+                connection.request(
+                    "POST",
+                    "/stamp",
+                    body=body,
+                    headers={"Content-Type": "application/json", "traceparent": APISERVER},
+                )
+                answer = json.loads(connection.getresponse().read())
+                connection.close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "k8s-otel stamp did not come up"
+                time.sleep(0.1)
+        assert stamp_in(answer).split("-")[1] == APISERVER.split("-")[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    spans = otlp_receiver.wait_for_spans(1, timeout=10)
+    assert any(s.name == "POST /stamp" and s.resource.get("service.name") == "stamp-cli" for s in spans)

@@ -126,6 +126,10 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- parser ----------------------------------------------------------------------------------
 
 _EXAMPLES = {
+    "stamp": """examples:
+  k8s-otel stamp --cert /tls/tls.crt --key /tls/tls.key            # as examples/manifests/stamp-webhook.yaml runs it
+  k8s-otel stamp --host 127.0.0.1 --port 8443 --cert tls.crt --key tls.key
+""",
     "demo": """examples:
   k8s-otel demo                                   # 20 requests, every one sampled; two drawn as waterfalls
   k8s-otel demo --requests 500 --sampling-rate-per-million 100000
@@ -217,7 +221,31 @@ def _parser() -> argparse.ArgumentParser:
         run_receive,
     )
     add_receive_arguments(receive)
+
+    from k8s_otel.webhook import stamp as stamp_webhook
+
+    stamp = command(
+        "stamp",
+        "serve the KEP-5915 stamping mutating webhook over HTTPS (tracing.k8s.io/traceparent on admission)",
+        _stamp,
+    )
+    stamp_webhook.add_arguments(stamp)
     return parser
+
+
+def _stamp(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import ssl
+
+    from k8s_otel.webhook import stamp as stamp_webhook
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: not a TCP port (0 to 65535)")
+    try:
+        return stamp_webhook.run(args)
+    except (OSError, ssl.SSLError) as error:  # a missing or bad certificate, a port in use
+        raise UserError(
+            f"cannot serve on {args.host}:{args.port}: {type(error).__name__}: {error.strerror or error}"
+        ) from None
 
 
 def main(

@@ -178,16 +178,28 @@ class DemoRun:
     #: request UID -> allowed, for the sampled requests, in order
     outcomes: dict[str, bool] = field(default_factory=dict)
     spans: list[ReceivedSpan] = field(default_factory=list)
+    #: the asynchronous half: (step, traceparent) for each stamp and each linked reconcile
+    async_steps: list[tuple[str, str]] = field(default_factory=list)
 
 
-def asynchronous_half(run: DemoRun, apiserver: Any, webhook_url: str) -> list[str]:
-    """The asynchronous half of the story (stamp webhook, then a controller's reconcile): a hook.
+def asynchronous_half(run: DemoRun) -> list[tuple[str, str]]:
+    """The asynchronous half (KEP-5915): the stamping webhook, a linked reconcile, a stamped child.
 
-    The object-context work plugs in here: stamp the trace context on the admitted object, run a
-    reconcile that links to it, and return the trace ids to draw beside the admission traces.
-    Until it lands, there is nothing to add.
+    Returns ``(step, traceparent)`` pairs; their traces are drawn after the admission traces.
     """
-    return []
+    from k8s_otel.cli._demo_objects import run_async_demo
+
+    handles = [
+        k8s_otel.configure(
+            install=False, endpoint=run.target, sampling_rate_per_million=run.rate, service_name=name
+        )
+        for name in ("apiserver", "k8s-otel-stamp", "demo-controller")
+    ]
+    try:
+        return run_async_demo(*(handle.tracer_provider for handle in handles))
+    finally:
+        for handle in handles:
+            handle.shutdown(5)
 
 
 def _run_requests(run: DemoRun, progress: Optional[TextIO]) -> list[str]:
@@ -217,15 +229,15 @@ def _run_requests(run: DemoRun, progress: Optional[TextIO]) -> list[str]:
             if progress is not None and (index % 10 == 9 or index == run.requests - 1):
                 progress.write(f"\r{index + 1}/{run.requests} requests")
                 progress.flush()
-        extra_traces = asynchronous_half(run, apiserver, url)
     if progress is not None:
         progress.write("\n")
+    run.async_steps = asynchronous_half(run)
     webhook.shutdown(5)
     apiserver.shutdown(5)
     failures = [f for f in (export_failure(webhook), export_failure(apiserver)) if f]
     if failures:
         raise ExportFailed(f"spans were not delivered to {run.target}: {'; '.join(failures)}")
-    return extra_traces
+    return [step[1].split("-")[1] for step in run.async_steps[:2] if step[1].count("-") == 3]
 
 
 class ExportFailed(Exception):
@@ -372,6 +384,14 @@ def _print_report(
     by_trace = {
         trace_id: [s for s in run.spans if s.trace_id == trace_id] for trace_id in _traces_to_draw(run)
     }
+    if run.async_steps:
+        lines = [
+            "",
+            "the asynchronous half (KEP-5915): the stamping webhook writes tracing.k8s.io/traceparent into "
+            "each admitted object; a controller's reconcile is a new CONSUMER root that links to it:",
+        ]
+        lines += [f"  {step}: {traceparent}" for step, traceparent in run.async_steps]
+        out.write(_wrap(lines, width))
     for trace_id in extra_traces:
         by_trace[trace_id] = [s for s in run.spans if s.trace_id == trace_id]
     for trace_id, members in by_trace.items():

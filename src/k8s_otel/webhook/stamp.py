@@ -483,157 +483,42 @@ def serve_https(
             signal.signal(number, handler)
 
 
+def add_arguments(parser: Any) -> Any:
+    """The options of ``python -m k8s_otel.webhook.stamp`` and ``k8s-otel stamp``, on ``parser``."""
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, as in a pod)")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--cert", required=True, help="PEM certificate (tls.crt of the Secret)")
+    parser.add_argument("--key", required=True, help="PEM private key (tls.key of the Secret)")
+    parser.add_argument("--path", default=DEFAULT_PATH, help=f"the webhook's path (default {DEFAULT_PATH})")
+    return parser
+
+
 def parser() -> Any:
-    """The command line of ``python -m k8s_otel.webhook.stamp`` (and what ``k8s-otel stamp`` takes)."""
+    """The command line of ``python -m k8s_otel.webhook.stamp``."""
     import argparse
 
-    result = argparse.ArgumentParser(
-        prog="python -m k8s_otel.webhook.stamp",
-        description="Serve the KEP-5915 stamping mutating admission webhook over HTTPS.",
+    return add_arguments(
+        argparse.ArgumentParser(
+            prog="python -m k8s_otel.webhook.stamp",
+            description="Serve the KEP-5915 stamping mutating admission webhook over HTTPS.",
+        )
     )
-    result.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, as in a pod)")
-    result.add_argument("--port", type=int, default=8443)
-    result.add_argument("--cert", required=True, help="PEM certificate (tls.crt of the Secret)")
-    result.add_argument("--key", required=True, help="PEM private key (tls.key of the Secret)")
-    result.add_argument("--path", default=DEFAULT_PATH, help=f"the webhook's path (default {DEFAULT_PATH})")
-    return result
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m k8s_otel.webhook.stamp --cert tls.crt --key tls.key``: configure tracing, serve."""
+def run(options: Any) -> int:
+    """Configure tracing from the environment, then serve ``options`` (from ``add_arguments``)."""
     import k8s_otel
 
-    parser_ = parser()
-    options = parser_.parse_args(argv)
     # K8S_OTEL_TRACING_CONFIG and the OTEL_* variables apply; OTEL_SERVICE_NAME names the service.
     k8s_otel.configure(service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "k8s-otel-stamp")
     serve_https(options.host, options.port, options.cert, options.key, path=options.path)
     return 0
 
 
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m k8s_otel.webhook.stamp --cert tls.crt --key tls.key``: configure tracing, serve."""
+    return run(parser().parse_args(argv))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-# --- the asynchronous half, for `k8s-otel demo` ------------------------------------------------
-
-
-def _apply_stamp_patch(obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
-    """Apply the operations ``stamp_review`` writes (``add``/``remove`` under /metadata) to ``obj``."""
-    for operation in operations:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
-        target: Any = obj
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        if operation["op"] == "add":
-            target[parts[-1]] = operation["value"]
-        else:
-            target.pop(parts[-1], None)
-
-
-def run_async_demo(tracer_provider: trace.TracerProvider) -> list[tuple[str, str]]:
-    """KEP-5915's asynchronous half, in process: returns ``(step, traceparent)`` for each stamp and link.
-
-    A simulated kube-apiserver admits a Deployment (server span, ``Call mutating webhook``, the
-    webhook's HTTP POST) through the real stamping webhook app, applies its patch and stores the
-    object; a controller takes it from the watch and reconciles it in a CONSUMER root linked to the
-    stamp; it creates a ReplicaSet, which the same apiserver and webhook stamp in the reconcile's
-    trace; a second controller's reconcile links to that. Every span goes to ``tracer_provider``.
-    """
-    from opentelemetry.trace import SpanKind
-
-    from k8s_otel.objects import reconcile_span, stored_span_context
-
-    apiserver = tracer_provider.get_tracer("k8s.io/component-base/tracing")
-    webhook = wsgi_app(tracer_provider=tracer_provider)
-    watch: list[dict[str, Any]] = []
-    steps: list[tuple[str, str]] = []
-
-    def traceparent(span_context: Optional[trace.SpanContext]) -> str:
-        if span_context is None:
-            return "-"
-        return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
-
-    def admit(obj: dict[str, Any], group: str, resource: str) -> None:
-        path = f"/apis/{group}/v1/namespaces/{{:namespace}}/{resource}"
-        with apiserver.start_as_current_span(f"POST {path}", kind=SpanKind.SERVER):
-            with (
-                apiserver.start_as_current_span(
-                    "Call mutating webhook",
-                    attributes={
-                        "configuration": "k8s-otel-stamp",
-                        "webhook": "stamp.k8s-otel.io",
-                        "operation": "CREATE",
-                    },
-                ),
-                apiserver.start_as_current_span("HTTP POST", kind=SpanKind.CLIENT),
-            ):
-                headers: dict[str, str] = {}
-                inject(headers)
-                review = {
-                    "apiVersion": "admission.k8s.io/v1",
-                    "kind": "AdmissionReview",
-                    "request": {
-                        "uid": f"demo-{len(steps)}",
-                        "kind": {"group": group, "version": "v1", "kind": obj["kind"]},
-                        "resource": {"group": group, "version": "v1", "resource": resource},
-                        "name": obj["metadata"]["name"],
-                        "namespace": "default",
-                        "operation": "CREATE",
-                        "userInfo": {"username": "demo"},
-                        "object": obj,
-                        "dryRun": False,
-                    },
-                }
-                body = json.dumps(review).encode()
-                environ = {
-                    "REQUEST_METHOD": "POST",
-                    "PATH_INFO": DEFAULT_PATH,
-                    "CONTENT_LENGTH": str(len(body)),
-                    "HTTP_TRACEPARENT": headers.get(TRACEPARENT, ""),
-                    "wsgi.input": io.BytesIO(body),
-                    "wsgi.url_scheme": "https",
-                }
-                result = webhook(environ, lambda *_: None)
-                try:
-                    answer = json.loads(b"".join(result))
-                finally:
-                    getattr(result, "close", lambda: None)()
-            patch = answer["response"].get("patch")
-            if patch:
-                _apply_stamp_patch(obj, json.loads(base64.b64decode(patch)))
-            watch.append(obj)  # stored; the watch delivers it
-
-    deployment: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"replicas": 2},
-    }
-    admit(deployment, "apps", "deployments")  # kubectl apply
-    steps.append(("Deployment web stamped by the webhook", traceparent(stored_span_context(deployment))))
-    controllers = tracer_provider.get_tracer("k8s_otel.objects")
-    parent = watch.pop(0)
-    with reconcile_span("reconcile Deployment", parent, tracer=controllers) as span:
-        steps.append(
-            ("deployment controller: CONSUMER root linked to it", traceparent(span.get_span_context()))
-        )
-        replicaset = {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {"name": "web-5d8f7", "namespace": "default"},
-            "spec": {"replicas": 2},
-        }
-        admit(replicaset, "apps", "replicasets")  # the controller's create, inside its reconcile
-    steps.append(
-        (
-            "ReplicaSet web-5d8f7 stamped in the reconcile's trace",
-            traceparent(stored_span_context(replicaset)),
-        )
-    )
-    child = watch.pop(0)
-    with reconcile_span("reconcile ReplicaSet", child, tracer=controllers) as span:
-        steps.append(
-            ("replicaset controller: CONSUMER root linked to it", traceparent(span.get_span_context()))
-        )
-    return steps
