@@ -216,10 +216,26 @@ def test_demo_trees_are_the_received_spans() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     spans = {s["span_id"]: s for s in report["spans"]}
-    assert report["summary"]["sampled"] == 8 == len(report["traces"])
-    assert report["summary"]["spans_exported"] == len(spans) == 8 * 5
+    # 8 admission traces, and the asynchronous half's three (stamp, two linked reconciles): 10 spans
+    assert report["summary"]["sampled"] == 8 == len(report["traces"]) - 3
+    assert report["summary"]["spans_exported"] == len(spans) == 8 * 5 + 10
     seen: set[str] = set()
+
+    def is_async(tree: dict) -> bool:  # type: ignore[type-arg]
+        root = tree["roots"][0]
+        return root["name"].startswith("reconcile") or root["children"][0]["name"] == "Call mutating webhook"
+
+    async_traces = [tree for tree in report["traces"] if is_async(tree)]
+    assert len(async_traces) == 3
+    for tree in async_traces:
+        stack = list(tree["roots"])
+        while stack:
+            node = stack.pop()
+            seen.add(node["span_id"])
+            stack.extend(node["children"])
     for tree in report["traces"]:
+        if is_async(tree):
+            continue
         [root] = tree["roots"]
         node, chain = root, []
         while True:
@@ -261,8 +277,12 @@ def test_demo_shows_a_header_two_waterfalls_and_a_summary() -> None:
     assert [re.sub(r"[0-9a-f]{32}", "ID", h.split("  ")[0]) for h in headers] == [
         "trace ID (denied)",
         "trace ID (allowed)",
+        "trace ID",  # the asynchronous half: the Deployment stamped on admission,
+        "trace ID",  # and the reconcile linked to it, with the stamped ReplicaSet's admission
     ]
-    for header in headers:
+    assert "services: apiserver, demo-controller, k8s-otel-stamp" in headers[3]
+    assert any(line.strip().startswith("↪ link to trace ") for line in lines)
+    for header in headers[:2]:
         assert header.endswith("5 spans, " + header.split("5 spans, ")[1])
         assert "services: apiserver, demo-webhook" in header
     rows = [line for line in lines if "│" in line]
@@ -278,7 +298,7 @@ def test_demo_shows_a_header_two_waterfalls_and_a_summary() -> None:
         "requests: 4 (3 allowed, 1 denied); sampler decisions: 4 (4 sampled, 0 not) at samplingRatePerMillion=1000000"
     )
     assert lines[-2] == (
-        "webhook spans joined to their apiserver parent: 4 of 4; spans received: 20 in 4 traces; "
+        "webhook spans joined to their apiserver parent: 4 of 4; spans received: 30 in 7 traces; "
         "--verbose shows every attribute"
     )
     assert lines[-1].startswith("latency: mean ")
@@ -338,7 +358,7 @@ def test_demo_rate_from_a_tracing_configuration(tmp_path: Path, rate: str, sampl
     summary = json.loads(result.stdout)["summary"]
     assert (summary["sampled"], summary["spans_exported"], summary["samplingRatePerMillion"]) == (
         sampled,
-        sampled * 5,
+        sampled * 5 + (10 if sampled else 0),  # the asynchronous half samples at the same rate
         int(rate),
     )
 
@@ -348,8 +368,8 @@ def test_demo_exports_to_a_collector(otlp_receiver: OTLPReceiver) -> None:
     assert result.returncode == 0, result.stderr
     assert f"exported to {otlp_receiver.endpoint}" in result.stdout
     assert "trace " not in result.stdout
-    spans = otlp_receiver.wait_for_spans(15)
-    assert len(spans) == 15 and len({s.trace_id for s in spans}) == 3
+    spans = otlp_receiver.wait_for_spans(25)  # and the asynchronous half's 10 spans in 3 traces
+    assert len(spans) == 25 and len({s.trace_id for s in spans}) == 3 + 3
 
 
 def test_demo_honours_otel_exporter_otlp_endpoint(otlp_receiver: OTLPReceiver) -> None:
@@ -357,7 +377,7 @@ def test_demo_honours_otel_exporter_otlp_endpoint(otlp_receiver: OTLPReceiver) -
         "demo", "--requests", "2", env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}"}
     )
     assert result.returncode == 0, result.stderr
-    assert len(otlp_receiver.wait_for_spans(10)) == 10
+    assert len(otlp_receiver.wait_for_spans(20)) == 20
 
 
 def test_demo_bad_config_file_is_a_user_error(tmp_path: Path) -> None:

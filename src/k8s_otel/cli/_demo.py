@@ -290,7 +290,9 @@ def run_demo(
         out.write(json.dumps(report, sort_keys=True, default=list) + "\n")
     else:
         _print_report(run, summary, extra_traces, out, verbose=verbose, width=width)
-    expected = run.sampled * SPANS_PER_REQUEST
+    from k8s_otel.cli._demo_objects import exported_span_count
+
+    expected = run.sampled * SPANS_PER_REQUEST + exported_span_count(run.async_steps)
     return 0 if external or len(run.spans) == expected else 1
 
 

@@ -16,7 +16,21 @@ from opentelemetry import trace
 from k8s_otel.propagation import TRACEPARENT, inject
 from k8s_otel.webhook.stamp import DEFAULT_PATH, wsgi_app
 
-__all__ = ["run_async_demo"]
+__all__ = ["exported_span_count", "run_async_demo"]
+
+#: Spans each step's trace adds: the Deployment's admission (server, call, client, the webhook's
+#: span); the reconcile with the ReplicaSet's admission inside it; nothing new; the last reconcile.
+_SPANS_PER_STEP = (4, 5, 0, 1)
+
+
+def exported_span_count(steps: list[tuple[str, str]]) -> int:
+    """How many spans the steps' sampled traces exported (a traceparent's flags say sampled)."""
+    total = 0
+    for (_, traceparent), spans in zip(steps, _SPANS_PER_STEP):
+        parts = traceparent.split("-")
+        if len(parts) == 4 and int(parts[3], 16) & 1:
+            total += spans
+    return total
 
 
 def _apply_stamp_patch(obj: dict[str, Any], operations: list[dict[str, Any]]) -> None:
