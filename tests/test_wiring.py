@@ -153,10 +153,13 @@ def test_timeout_env_is_milliseconds(
     # 300 read as seconds (the stock exporter) would hold this flush for five minutes.
     otlp_receiver.delay = 3.0
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "500")  # retried for 0.5 s after the first failure
     handle = local(handles, endpoint=otlp_receiver.endpoint, sampling_rate_per_million=1_000_000)
     with handle.tracer_provider.get_tracer("test").start_as_current_span("slow"):
         pass
-    assert handle.force_flush(timeout=2.5)  # the export gave up after 0.3 s
+    assert handle.force_flush(timeout=2.5)  # each attempt gave up after 0.3 s
+    statistics = handle.statistics()
+    assert (statistics.failed, statistics.last_error) == (1, "DEADLINE_EXCEEDED")
 
 
 def test_shutdown_is_bounded_when_the_collector_is_gone(handles: list[TracingHandle]) -> None:

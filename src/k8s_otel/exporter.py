@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from k8s_otel._export import ExportFailure
 from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
@@ -55,6 +56,21 @@ class ForkSafeExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return exporter.export(spans)
 
+    # Failure reporting, delegated to the real exporter when it has it (HealingOTLPSpanExporter).
+
+    def last_failure(self) -> Optional[ExportFailure]:
+        report = getattr(self._exporter, "last_failure", None)
+        return report() if callable(report) else None
+
+    def in_flight(self) -> bool:
+        check = getattr(self._exporter, "in_flight", None)
+        return bool(check()) if callable(check) else False
+
+    def interrupt_backoff(self) -> None:
+        interrupt = getattr(self._exporter, "interrupt_backoff", None)
+        if callable(interrupt):
+            interrupt()
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         exporter = self._exporter
         return True if exporter is None else exporter.force_flush(timeout_millis)
@@ -80,7 +96,8 @@ def _read(path: Optional[str]) -> Optional[bytes]:
 
 def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
     import grpc
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from k8s_otel._grpc_export import HealingOTLPSpanExporter
 
     credentials = None
     if not settings.insecure.value:
@@ -89,7 +106,7 @@ def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
             private_key=_read(settings.client_key.value),
             certificate_chain=_read(settings.client_certificate.value),
         )
-    return OTLPSpanExporter(
+    return HealingOTLPSpanExporter(
         endpoint=settings.grpc_target,
         insecure=settings.insecure.value,
         credentials=credentials,
@@ -124,7 +141,7 @@ def build_exporter(settings: EffectiveSettings) -> tuple[Optional[SpanExporter],
     """
     protocol = settings.protocol.value
     if protocol == GRPC:
-        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter  # fail here, not in the worker
+        import k8s_otel._grpc_export  # noqa: F401  # fail here (no grpcio), not in the worker
 
         return ForkSafeExporter(lambda: _grpc_exporter(settings)), None
     if protocol == HTTP_PROTOBUF:

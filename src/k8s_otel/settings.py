@@ -24,6 +24,7 @@ __all__ = [
     "CONFIG_FILE_ENV",
     "EffectiveSettings",
     "HeadersInput",
+    "SHUTDOWN_TIMEOUT_ENV",
     "Setting",
     "parse_headers",
     "resolve_settings",
@@ -35,6 +36,8 @@ T = TypeVar("T")
 HeadersInput = Union[str, Mapping[str, str], Sequence[tuple[str, str]]]
 
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
+SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
+DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 SAMPLER_NAME = "k8s_per_million"
 GRPC = "grpc"
 HTTP_PROTOBUF = "http/protobuf"
@@ -84,6 +87,10 @@ class EffectiveSettings:
     max_export_batch_size: Setting[int]
     export_timeout_millis: Setting[float]
     problems: tuple[str, ...] = field(default=())
+    shutdown_timeout_millis: Setting[float] = field(
+        default=Setting(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, "default")
+    )
+    """What exit and SIGTERM give the exporter, at most (``K8S_OTEL_SHUTDOWN_TIMEOUT``, milliseconds)."""
 
     @property
     def grpc_target(self) -> str:
@@ -215,6 +222,7 @@ def resolve_settings(
     headers: Optional[HeadersInput] = None,
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
+    shutdown_timeout: Optional[float] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> EffectiveSettings:
     """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
@@ -423,8 +431,23 @@ def resolve_settings(
         max_queue_size=queue,
         max_export_batch_size=batch,
         export_timeout_millis=resolver.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False),
+        shutdown_timeout_millis=_resolve_shutdown_timeout(resolver, shutdown_timeout),
         problems=tuple(resolver.problems),
     )
+
+
+def _resolve_shutdown_timeout(resolver: _Resolver, seconds: Optional[float]) -> Setting[float]:
+    """The shutdown budget: the ``shutdown_timeout`` argument (seconds), else the env var (milliseconds,
+    as every OTEL_*_TIMEOUT), else 5 s, well inside a pod's default 30 s grace period."""
+    if seconds is not None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds < float("inf")
+        ):
+            raise ValueError(f"shutdown_timeout must be a positive number of seconds, not {seconds!r}")
+        return Setting(float(seconds) * 1000.0, "argument")
+    return resolver.env_number(SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, integer=False)
 
 
 def _port(endpoint: str) -> str:

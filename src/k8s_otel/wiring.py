@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -24,17 +25,18 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._export import CountingBatchSpanProcessor, ExportLedger, ExportStatistics, RetryingExporter
 from k8s_otel.exporter import build_exporter
 from k8s_otel.resource import KubernetesResourceDetector
 from k8s_otel.sampling import PerMillionSampler
 from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
 
-__all__ = ["AlreadyConfiguredError", "TracingHandle", "configure", "resource_for"]
+__all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "configure", "resource_for"]
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
-"""Seconds that exit and SIGTERM give the exporter: well inside the default 30 s grace period."""
+"""Seconds that exit and SIGTERM give the exporter by default: well inside the default 30 s grace period."""
 
 
 class _PropagatingTracer(trace.NoOpTracer):
@@ -94,6 +96,24 @@ def _run_bounded(function: Callable[[], object], timeout: float, what: str) -> b
     return False
 
 
+class _Flush:
+    """One flush in progress, on its own thread; every caller that comes meanwhile waits for it."""
+
+    def __init__(self, processor: BatchSpanProcessor) -> None:
+        self.done = threading.Event()
+        self.succeeded = False
+        self._processor = processor
+        threading.Thread(target=self._run, name="k8s-otel-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.succeeded = bool(self._processor.force_flush())
+        except Exception:
+            _logger.exception("k8s_otel: flush failed")
+        finally:
+            self.done.set()
+
+
 class TracingHandle:
     """What ``configure()`` built: the provider, the effective settings, and a bounded shutdown."""
 
@@ -105,13 +125,17 @@ class TracingHandle:
         *,
         installed: bool,
         arguments: Mapping[str, Any],
+        ledger: Optional[ExportLedger] = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.settings = settings
         self.installed = installed
         self._processor = processor
+        self._ledger = ledger or ExportLedger()
         self._arguments = dict(arguments)
         self._shutdown_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flush: Optional[_Flush] = None
         self.is_shut_down = False
 
     def __repr__(self) -> str:
@@ -125,15 +149,35 @@ class TracingHandle:
         sampler = getattr(self.tracer_provider, "sampler", None)
         return sampler.get_description() if sampler is not None else "disabled"
 
-    def force_flush(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
-        """Export what is queued; wait at most ``timeout`` seconds."""
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds that exit and SIGTERM give the exporter (``K8S_OTEL_SHUTDOWN_TIMEOUT``, ``shutdown_timeout``)."""
+        return self.settings.shutdown_timeout_millis.value / 1000.0
+
+    def statistics(self) -> ExportStatistics:
+        """Where every sampled span went: ended, exported, dropped (queue full), failed, pending."""
+        return self._ledger.statistics()
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        """Export what is queued; wait at most ``timeout`` seconds (default: the shutdown budget).
+
+        At most one flush runs at a time: a call made while one runs waits for that one (so a
+        flush that timed out leaves one thread behind at most, never one per call).
+        """
         processor = self._processor
         if processor is None or self.is_shut_down:
             return True
-        return _run_bounded(processor.force_flush, timeout, "flush")
+        with self._flush_lock:
+            flush = self._flush
+            if flush is None or flush.done.is_set():
+                flush = self._flush = _Flush(processor)
+        wait = self.shutdown_timeout if timeout is None else timeout
+        return flush.done.wait(max(wait, 0.0)) and flush.succeeded
 
-    def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
-        """Flush and close the exporter, waiting at most ``timeout`` seconds. Safe to call twice."""
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued and close the exporter, within ``timeout`` seconds (default: the
+        shutdown budget). Gives up at once when the collector cannot be reached. True when nothing
+        queued was lost. Safe to call twice."""
         with self._shutdown_lock:
             if self.is_shut_down:
                 return True
@@ -141,19 +185,27 @@ class TracingHandle:
         processor = self._processor
         if processor is None:
             return True
+        budget = self.shutdown_timeout if timeout is None else max(timeout, 0.0)
+        deadline = time.monotonic() + budget
         provider = self.tracer_provider
+        exporter = processor.span_exporter
+        failed_before = self._ledger.statistics().failed
+        if isinstance(exporter, RetryingExporter):
+            exporter.begin_drain(deadline)
 
         def stop() -> None:
-            processor.shutdown()  # type: ignore[no-untyped-call]  # drains; the SDK bounds it at 30 s
+            processor.shutdown()  # type: ignore[no-untyped-call]  # drains the queue
             if isinstance(provider, TracerProvider):
                 provider.shutdown()
 
-        if _run_bounded(stop, timeout, "shutdown"):
-            return True
-        # Out of time (collector gone or slow): closing the exporter cancels the RPC in flight and
-        # the retry backoff, so the worker thread stops instead of retrying into the pod's exit.
-        processor.span_exporter.shutdown()
-        return False
+        finished = _run_bounded(stop, deadline - time.monotonic(), "shutdown")
+        if not finished:
+            # Out of time (collector gone or slow): closing the exporter cancels the RPC in flight and
+            # the retry backoff, so the worker thread stops instead of retrying into the pod's exit.
+            exporter.shutdown()
+        self._ledger.close()
+        self._ledger.maybe_report(final=True)
+        return finished and self._ledger.statistics().failed == failed_before
 
 
 _state_lock = threading.Lock()
@@ -204,6 +256,7 @@ def configure(
     headers: Optional[HeadersInput] = None,
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
+    shutdown_timeout: Optional[float] = None,
     install: bool = True,
 ) -> TracingHandle:
     """Build, and by default install globally, the TracerProvider kube-apiserver would build.
@@ -211,6 +264,8 @@ def configure(
     ``endpoint`` takes the TracingConfiguration forms (``host:port``, ``dns://``, ``unix://``) and
     ``http(s)://`` URLs. Arguments beat the TracingConfiguration file (``config_file`` or
     ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
+    ``shutdown_timeout`` (seconds; ``K8S_OTEL_SHUTDOWN_TIMEOUT`` in milliseconds; 5 s) bounds what
+    exit and SIGTERM spend delivering queued spans.
     Bad files and variables are logged and ignored; only bad arguments raise. A second call with
     the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
     """
@@ -223,6 +278,7 @@ def configure(
         "headers": headers,
         "insecure": insecure,
         "protocol": protocol,
+        "shutdown_timeout": shutdown_timeout,
     }
     global _installed
     with _state_lock:
@@ -236,6 +292,7 @@ def configure(
             headers=headers,
             insecure=insecure,
             protocol=protocol,
+            shutdown_timeout=shutdown_timeout,
         )
         handle = _build(settings, resource, arguments, install)
         if install:
@@ -287,11 +344,18 @@ def _build(
     )
     exporter, refusal = build_exporter(settings)
     processor = None
+    ledger = ExportLedger()
     if exporter is None:
         _logger.error("k8s_otel: %s", refusal)
     else:
-        processor = BatchSpanProcessor(
-            exporter,
+        # A failed batch is retried for OTEL_BSP_EXPORT_TIMEOUT ("the maximum allowed time to export
+        # data"), which the SDK reads but does not use.
+        retrying = RetryingExporter(
+            exporter, ledger, retry_window=settings.export_timeout_millis.value / 1000.0
+        )
+        processor = CountingBatchSpanProcessor(
+            retrying,
+            ledger,
             max_queue_size=settings.max_queue_size.value,
             schedule_delay_millis=settings.schedule_delay_millis.value,
             max_export_batch_size=settings.max_export_batch_size.value,
@@ -299,7 +363,9 @@ def _build(
         )
         sdk_provider.add_span_processor(processor)
     installed = install and _install(sdk_provider)
-    return TracingHandle(sdk_provider, settings, processor, installed=installed, arguments=arguments)
+    return TracingHandle(
+        sdk_provider, settings, processor, installed=installed, arguments=arguments, ledger=ledger
+    )
 
 
 def _install(provider: trace.TracerProvider) -> bool:
@@ -332,12 +398,12 @@ def _chain_sigterm(handle: TracingHandle) -> None:
         if callable(previous):
             # The application handles SIGTERM (uvicorn, gunicorn, kopf): it will drain and exit
             # normally, and atexit shuts down. Export what is queued now, in case it does not.
-            handle.force_flush(DEFAULT_SHUTDOWN_TIMEOUT)
+            handle.force_flush(handle.shutdown_timeout)
             previous(signum, frame)
             return
         if previous == signal.SIG_IGN:
             return
-        handle.shutdown(DEFAULT_SHUTDOWN_TIMEOUT)
+        handle.shutdown()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
