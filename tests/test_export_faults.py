@@ -1,0 +1,224 @@
+"""Every span accounted for, through a collector that is down, refusing, blackholed, slow or restarted.
+
+Real gRPC against the real receiver (``fault_collector``), with scaled-down timings: 0.5 s per
+export attempt, a 50 ms schedule delay and a 6 s retry window (``OTEL_BSP_EXPORT_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+import k8s_otel
+from fault_collector import Blackhole, FaultCollector
+from k8s_otel._export import ExportLedger, ExportStatistics
+from k8s_otel.wiring import TracingHandle
+
+TOKEN = "canary-t0ken-4f1e"
+
+
+@pytest.fixture(autouse=True)
+def fast_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "500")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "6000")
+
+
+@pytest.fixture
+def collector() -> Iterator[FaultCollector]:
+    made = FaultCollector()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def handles() -> Iterator[list[TracingHandle]]:
+    made: list[TracingHandle] = []
+    yield made
+    for handle in made:
+        handle.shutdown(1.0)
+
+
+def make(handles: list[TracingHandle], endpoint: str, **kwargs: object) -> TracingHandle:
+    handle = k8s_otel.configure(
+        endpoint=endpoint,
+        sampling_rate_per_million=1_000_000,
+        headers={"authorization": f"Bearer {TOKEN}"},
+        install=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    handles.append(handle)
+    return handle
+
+
+def emit(handle: TracingHandle, count: int, prefix: str) -> None:
+    tracer = handle.tracer_provider.get_tracer("test")
+    for index in range(count):
+        with tracer.start_as_current_span(f"{prefix}{index:04d}"):
+            pass
+
+
+def settled(handle: TracingHandle, timeout: float = 15.0) -> ExportStatistics:
+    """Statistics once nothing is pending (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = handle.statistics()
+        if stats.pending == 0 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
+
+
+def conserved(stats: ExportStatistics) -> bool:
+    return stats.exported + stats.dropped + stats.failed + stats.pending == stats.ended
+
+
+def rss_kib() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4
+
+
+def test_a_restart_loses_nothing_and_the_failed_batch_goes_first(
+    collector: FaultCollector, handles: list[TracingHandle]
+) -> None:
+    handle = make(handles, collector.endpoint)
+    emit(handle, 5, "warm")
+    assert handle.force_flush(5)
+    restarted = collector.restart(outage=2.5)
+    emit(handle, 30, "a")
+    time.sleep(0.5)  # the batch of "a" has failed at least once by now
+    emit(handle, 30, "b")
+    restarted.join()
+    stats = settled(handle)
+    assert (stats.ended, stats.exported, stats.dropped, stats.failed, stats.pending) == (65, 65, 0, 0, 0)
+    names = [span.name for span in collector.receiver.spans() if not span.name.startswith("warm")]
+    assert (
+        sorted(set(names))
+        == sorted(names)
+        == [f"a{i:04d}" for i in range(30)] + [f"b{i:04d}" for i in range(30)]
+    )  # each once, and the retried batch before anything newer
+    assert names == sorted(names)
+
+
+def test_an_outage_longer_than_the_window_is_counted_and_summarised(
+    collector: FaultCollector, handles: list[TracingHandle], caplog: pytest.LogCaptureFixture
+) -> None:
+    collector.down()
+    handle = make(handles, collector.endpoint)
+    caplog.set_level(logging.WARNING, logger="k8s_otel.export")
+    emit(handle, 12, "lost")
+    started = time.monotonic()
+    stats = settled(handle, timeout=15)
+    gave_up_after = time.monotonic() - started
+    assert (stats.ended, stats.exported, stats.failed, stats.pending) == (12, 0, 12, 0)
+    assert conserved(stats)
+    assert stats.last_error == "UNAVAILABLE"
+    assert 5.0 < gave_up_after < 6.0 + 0.5 + 3.0  # the window, plus one attempt's timeout and slack
+    collector.up()
+    emit(handle, 3, "after")
+    stats = settled(handle)
+    assert (stats.exported, stats.failed) == (3, 12)
+    assert handle.shutdown(2)
+    summaries = [r.getMessage() for r in caplog.records if "spans lost" in r.getMessage()]
+    assert len(summaries) == 2  # one while losing (at most one a minute), one at shutdown
+    assert "12 failed" in summaries[0] and "UNAVAILABLE" in summaries[0]
+    assert summaries[1].startswith("k8s_otel: at shutdown")
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)
+
+
+def test_a_full_queue_drops_the_newest_and_counts_them(
+    collector: FaultCollector, handles: list[TracingHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "40")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")
+    restarted = collector.restart(outage=2.0)
+    handle = make(handles, collector.endpoint)
+    emit(handle, 10, "first")
+    time.sleep(0.3)  # the first batch is being retried: the queue fills behind it
+    emit(handle, 100, "more")
+    during = handle.statistics()
+    assert conserved(during) or during.pending > 0
+    restarted.join()
+    stats = settled(handle)
+    assert stats.ended == 110
+    assert stats.dropped == 60  # 10 in flight, 40 queued, the newest 60 refused
+    assert (stats.exported, stats.failed, stats.pending) == (50, 0, 0)
+    names = sorted(span.name for span in collector.receiver.spans())
+    assert names == sorted([f"first{i:04d}" for i in range(10)] + [f"more{i:04d}" for i in range(40)])
+
+
+def test_a_refusing_collector_is_retried_and_a_non_retryable_answer_is_not(
+    collector: FaultCollector, handles: list[TracingHandle]
+) -> None:
+    handle = make(handles, collector.endpoint)
+    collector.refusing(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    emit(handle, 7, "busy")
+    time.sleep(1.0)
+    collector.refusing(None)  # type: ignore[arg-type]
+    stats = settled(handle)
+    assert (stats.exported, stats.failed) == (7, 0)
+    collector.refusing(grpc.StatusCode.INVALID_ARGUMENT)
+    started = time.monotonic()
+    emit(handle, 4, "bad")
+    stats = settled(handle)
+    assert time.monotonic() - started < 3.0  # failed at once, not retried for the window
+    assert (stats.ended, stats.exported, stats.failed) == (11, 7, 4)
+    assert stats.last_error == "INVALID_ARGUMENT"
+    assert conserved(stats)
+
+
+def test_a_slow_collector_gets_everything(collector: FaultCollector, handles: list[TracingHandle]) -> None:
+    collector.slow(0.3)
+    handle = make(handles, collector.endpoint)
+    for round_ in range(4):
+        emit(handle, 25, f"r{round_}-")
+    stats = settled(handle)
+    assert (stats.ended, stats.exported, stats.dropped, stats.failed, stats.pending) == (100, 100, 0, 0, 0)
+    assert len(collector.receiver.spans()) == 100
+
+
+def test_flushes_against_a_blackhole_share_one_thread(handles: list[TracingHandle]) -> None:
+    blackhole = Blackhole()
+    try:
+        handle = make(handles, blackhole.endpoint)
+        emit(handle, 20, "x")
+        assert not handle.force_flush(0.05)
+        threads, rss = threading.active_count(), rss_kib()
+        results = [handle.force_flush(0.02) for _ in range(100)]
+        assert not any(results)
+        assert threading.active_count() <= threads + 1  # one flush at a time, not one thread per call
+        assert rss_kib() - rss < 4096
+        stats = handle.statistics()
+        assert (stats.ended, stats.pending) == (20, 20)
+        assert conserved(stats)
+        assert not handle.shutdown(0.5)
+        stats = handle.statistics()
+        assert (stats.failed, stats.pending) == (20, 0)  # given up at shutdown: counted, not vanished
+        assert conserved(stats)
+    finally:
+        blackhole.stop()
+
+
+def test_the_loss_summary_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="k8s_otel.export")
+    ledger = ExportLedger(report_interval=0.3)
+    for _ in range(50):
+        ledger.record_dropped()
+    assert len(caplog.records) == 1
+    time.sleep(0.35)
+    ledger.start(5)
+    ledger.record_error("UNAVAILABLE")
+    ledger.settle(5, exported=False)
+    assert len(caplog.records) == 2
+    assert "55 spans lost" in caplog.records[1].getMessage()
+    assert "5 failed" in caplog.records[1].getMessage()
+    ledger.maybe_report()  # nothing new: nothing logged
+    assert len(caplog.records) == 2
+    stats = ledger.statistics()
+    assert (stats.ended, stats.dropped, stats.failed, stats.lost) == (50, 50, 5, 55)
