@@ -26,7 +26,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 import k8s_otel
 from k8s_otel.exporter import build_exporter
 from k8s_otel.receiver import OTLPReceiver
-from k8s_otel.settings import resolve_settings
+from k8s_otel.settings import Setting, resolve_settings
 from k8s_otel.wiring import TracingHandle
 
 TOKEN = "s3cr3t-t0ken"
@@ -485,3 +485,20 @@ def test_sampler_entry_point_through_the_sdk_configurator(otlp_receiver: OTLPRec
     assert result.stdout.startswith("ParentBased{root:AlwaysOffSampler,")  # not the SDK's always-on fallback
     assert "OTEL_TRACES_SAMPLER_ARG='ten percent'" in result.stderr
     assert otlp_receiver.spans() == []
+
+
+def test_shutdown_budget_from_argument_env_and_default(
+    monkeypatch: pytest.MonkeyPatch, handles: list[TracingHandle]
+) -> None:
+    assert resolve_settings().shutdown_timeout_millis == Setting(5000.0, "default")
+    monkeypatch.setenv("K8S_OTEL_SHUTDOWN_TIMEOUT", "1500")
+    assert resolve_settings().shutdown_timeout_millis == Setting(1500.0, "env", "K8S_OTEL_SHUTDOWN_TIMEOUT")
+    assert local(handles).shutdown_timeout == 1.5
+    assert local(handles, shutdown_timeout=0.25).shutdown_timeout == 0.25  # the argument wins
+    monkeypatch.setenv("K8S_OTEL_SHUTDOWN_TIMEOUT", "5s")
+    settings = resolve_settings()
+    assert settings.shutdown_timeout_millis == Setting(5000.0, "default")
+    assert any("K8S_OTEL_SHUTDOWN_TIMEOUT" in problem for problem in settings.problems)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(ValueError, match="shutdown_timeout"):
+            k8s_otel.configure(install=False, shutdown_timeout=bad)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ class ForkSafeExporter(SpanExporter):
         self._exporter: Optional[SpanExporter] = None
         self._pid = 0
         self._shutdown = False
+        self._interrupted = False
 
     def _current(self) -> Optional[SpanExporter]:
         pid = os.getpid()
@@ -48,6 +49,8 @@ class ForkSafeExporter(SpanExporter):
                 # closing a channel inherited across fork is itself unsafe.
                 self._exporter = self._factory()
                 self._pid = pid
+                if self._interrupted:
+                    self.interrupt_backoff()
             return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -67,6 +70,8 @@ class ForkSafeExporter(SpanExporter):
         return bool(check()) if callable(check) else False
 
     def interrupt_backoff(self) -> None:
+        """Shutdown drain: no backoff sleeps from now on, including in an exporter not made yet."""
+        self._interrupted = True
         interrupt = getattr(self._exporter, "interrupt_backoff", None)
         if callable(interrupt):
             interrupt()
