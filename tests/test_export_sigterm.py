@@ -206,3 +206,40 @@ def test_the_shutdown_timeout_argument_beats_the_env_var() -> None:
     finally:
         hole.stop()
     assert elapsed < 0.5 + 1.0, stderr[-2000:]
+
+
+def test_sigterm_with_an_application_handler_skips_a_futile_flush() -> None:
+    handler = """
+import signal
+def app_handler(signum, frame):
+    sys.exit(0)
+signal.signal(signal.SIGTERM, app_handler)
+"""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            handler + textwrap.dedent(SCRIPT.format(extra="")),
+            refused_endpoint(),
+            "50",
+            "wait",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the first exports were refused
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, stderr[-2000:]
+    assert elapsed < 1.5, stderr[-2000:]  # no flush into a refused port, and atexit gives up at once
+    assert "at shutdown: 50 spans lost" in stderr

@@ -295,14 +295,19 @@ class RetryingExporter(SpanExporter):
 
     # Shutdown drain -------------------------------------------------------------------------------
 
+    def unreachable(self) -> bool:
+        """The last attempt found no collector to talk to (refused, DNS failure), and none is running."""
+        reporter = self._reporter()
+        if reporter is None:
+            return False
+        failure = reporter.last_failure()
+        return failure is not None and failure.unreachable and not reporter.in_flight()
+
     def begin_drain(self, deadline: float) -> None:
         """Shutdown has begun: retry only until ``deadline`` (monotonic), and not at all if unreachable."""
         self._drain_deadline = deadline
-        reporter = self._reporter()
-        if reporter is not None:
-            failure = reporter.last_failure()
-            if failure is not None and failure.unreachable and not reporter.in_flight():
-                self._unreachable = True
+        if self.unreachable():
+            self._unreachable = True
         # Interrupt the stock exporter's own backoff sleep, so that each inner export makes one
         # attempt from now on; our loop decides whether another one is worth it.
         interrupt = getattr(self.inner, "interrupt_backoff", None)

@@ -158,6 +158,12 @@ class TracingHandle:
         """Where every sampled span went: ended, exported, dropped (queue full), failed, pending."""
         return self._ledger.statistics()
 
+    def delivery_impossible(self) -> bool:
+        """The last export found no collector (refused, DNS failure) and nothing is in flight."""
+        processor = self._processor
+        exporter = processor.span_exporter if processor is not None else None
+        return isinstance(exporter, RetryingExporter) and exporter.unreachable()
+
     def force_flush(self, timeout: Optional[float] = None) -> bool:
         """Export what is queued; wait at most ``timeout`` seconds (default: the shutdown budget).
 
@@ -397,8 +403,10 @@ def _chain_sigterm(handle: TracingHandle) -> None:
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         if callable(previous):
             # The application handles SIGTERM (uvicorn, gunicorn, kopf): it will drain and exit
-            # normally, and atexit shuts down. Export what is queued now, in case it does not.
-            handle.force_flush(handle.shutdown_timeout)
+            # normally, and atexit shuts down. Export what is queued now, in case it does not,
+            # unless the collector cannot be reached at all.
+            if not handle.delivery_impossible():
+                handle.force_flush(handle.shutdown_timeout)
             previous(signum, frame)
             return
         if previous == signal.SIG_IGN:
