@@ -122,8 +122,8 @@ class ExportLedger:
         self._queue_length = queue_length
 
     def record_ended(self) -> None:
-        with self._lock:
-            self.ended += 1
+        """Called under the processor's emit lock (the only writer of ``ended``): no lock of its own."""
+        self.ended += 1
 
     def record_dropped(self) -> None:
         with self._lock:
@@ -254,7 +254,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             return
         internals = self._internals
         if internals is None:  # an SDK whose internals we do not know: count what we can
-            self.ledger.record_ended()
+            with self._emit_lock:
+                self.ledger.record_ended()
             super().on_end(span)
             return
         batcher, queue = internals
