@@ -173,3 +173,31 @@ def test_the_enforcement_server_does_goaway_an_eager_pinger() -> None:
     finally:
         channel.close()
         receiver.stop()
+
+
+def test_with_the_defaults_spans_flow_again_within_a_minute(handles: list[TracingHandle]) -> None:
+    """The acceptance case, unscaled: 10 s export timeout, 30 s retry window (about 22 s here)."""
+    first, second = FaultReceiver().start(), FaultReceiver().start()
+    proxy = SilentProxy(first.port)
+    try:
+        handle = k8s_otel.configure(
+            endpoint=proxy.endpoint, sampling_rate_per_million=1_000_000, install=False
+        )
+        handles.append(handle)
+        emit(handle, 512, "before")  # a full batch: exported at once, not after the 5 s delay
+        assert len(first.wait_for_spans(512, timeout=10)) == 512
+        deadline = time.monotonic() + 10
+        while handle.statistics().exported < 512 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proxy.upstream = second.port
+        proxy.go_silent()
+        silenced = time.monotonic()
+        emit(handle, 512, "after")
+        spans = second.wait_for_spans(512, timeout=60)
+        assert len(spans) == 512
+        assert time.monotonic() - silenced < 60
+        assert handle.statistics().failed == 0
+    finally:
+        proxy.stop()
+        first.stop()
+        second.stop()
