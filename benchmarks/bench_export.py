@@ -41,7 +41,7 @@ def test_export_a_batch(
     exporter = EXPORTERS[implementation](receiver.endpoint)
     try:
         assert exporter.export(batch) is SpanExportResult.SUCCESS
-        benchmark.pedantic(exporter.export, args=(batch,), rounds=30, iterations=1, warmup_rounds=2)
+        benchmark.pedantic(exporter.export, args=(batch,), rounds=60, iterations=1, warmup_rounds=3)
     finally:
         exporter.shutdown()
 
@@ -71,6 +71,6 @@ def test_end_1000_spans(benchmark: Any, implementation: str) -> None:
                 pass
 
     try:
-        benchmark.pedantic(run, rounds=40, iterations=1, warmup_rounds=2)
+        benchmark.pedantic(run, rounds=60, iterations=1, warmup_rounds=3)
     finally:
         provider.shutdown()
