@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import k8s_otel
 from fault_collector import Blackhole, FaultCollector
-from k8s_otel._export import ExportLedger, ExportStatistics
+from k8s_otel._export import WHERE_TO_LOOK, ExportLedger, ExportStatistics, describe
 from k8s_otel.wiring import TracingHandle
 
 TOKEN = "canary-t0ken-4f1e"
@@ -29,6 +29,18 @@ def fast_export(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "500")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "6000")
+
+
+@pytest.fixture(autouse=True)
+def bounded_threads_and_rss() -> Iterator[None]:
+    """Every scenario ends with no threads and no memory left behind (set up first, checked last)."""
+    threads, rss = threading.active_count(), rss_kib()
+    yield
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the receiver's and the shutdown's threads finish
+    assert threading.active_count() <= threads + 2, [t.name for t in threading.enumerate()]
+    assert rss_kib() - rss < 16 * 1024
 
 
 @pytest.fixture
@@ -264,3 +276,22 @@ def test_the_ledger_conserves_every_span(operations: list[tuple[str, int]], clos
         stats = ledger.statistics()
         assert stats.pending == 0
         assert conserved(stats)
+
+
+def test_describe_and_where_to_look_name_every_count() -> None:
+    assert describe(ExportStatistics(ended=3, exported=3)) == (
+        "ended 3, exported 3, dropped 0 (queue full), failed 0 (gave up after retries), pending 0"
+    )
+    lossy = describe(
+        ExportStatistics(ended=5, failed=2, exported=3, last_error="UNAVAILABLE", losing_since=0.0)
+    )
+    assert lossy.endswith("; losing since 1970-01-01T00:00:00Z, last error UNAVAILABLE")
+    for word in (
+        "statistics()",
+        "dropped",
+        "failed",
+        "pending",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "k8s_otel.export",
+    ):
+        assert word in WHERE_TO_LOOK

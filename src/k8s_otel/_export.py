@@ -34,11 +34,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from k8s_otel._errors import exception_type
 
 __all__ = [
+    "WHERE_TO_LOOK",
     "CountingBatchSpanProcessor",
     "ExportFailure",
     "ExportLedger",
     "ExportStatistics",
     "RetryingExporter",
+    "describe",
 ]
 
 _logger = logging.getLogger("k8s_otel.export")
@@ -71,6 +73,30 @@ class ExportStatistics:
     @property
     def lost(self) -> int:
         return self.dropped + self.failed
+
+
+WHERE_TO_LOOK = (
+    "Spans that never arrive are counted in the process that made them: handle.statistics() gives "
+    "ended, exported, dropped (queue full), failed (export gave up after retries) and pending; the "
+    "k8s_otel.export logger writes a loss summary at most once a minute while spans are lost, and one "
+    "at shutdown. 'dropped' means the queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: the collector is slow "
+    "or down, or the app makes spans faster than one export thread sends them. 'failed' with "
+    "UNAVAILABLE means the collector could not be reached for OTEL_BSP_EXPORT_TIMEOUT; any other "
+    "status is the collector's answer (see its otelcol_receiver_refused_spans metric)."
+)
+"""What ``k8s-otel doctor`` prints about export losses (the CLI cannot see another process's counts)."""
+
+
+def describe(stats: ExportStatistics) -> str:
+    """One line for people: the counts, and the last error if spans were lost."""
+    line = (
+        f"ended {stats.ended}, exported {stats.exported}, dropped {stats.dropped} (queue full), "
+        f"failed {stats.failed} (gave up after retries), pending {stats.pending}"
+    )
+    if stats.lost:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.losing_since or time.time()))
+        line += f"; losing since {since}, last error {stats.last_error or 'none'}"
+    return line
 
 
 @dataclass(frozen=True)
