@@ -94,7 +94,8 @@ def describe(stats: ExportStatistics) -> str:
         f"failed {stats.failed} (gave up after retries), pending {stats.pending}"
     )
     if stats.lost:
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.losing_since or time.time()))
+        when = time.time() if stats.losing_since is None else stats.losing_since
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
         line += f"; losing since {since}, last error {stats.last_error or 'none'}"
     return line
 
