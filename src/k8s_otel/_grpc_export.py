@@ -33,6 +33,19 @@ _logger = logging.getLogger("k8s_otel.export")
 REBUILD_AFTER_DEADLINES = 2
 """Deadline errors in a row (no answer at all) after which the channel is rebuilt."""
 
+# The stock exporter's retryable codes (its ``_RETRYABLE_ERROR_CODES``), for SDKs that do not keep
+# them on the instance (``_retryable_error_codes``, 1.42+).
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 _TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE.value[0]
 _UNREACHABLE_STATES = frozenset({_TRANSIENT_FAILURE})
 
@@ -63,7 +76,10 @@ class _ObservedStub:
             response = self._stub.Export(*args, **kwargs)
         except grpc.RpcError as error:
             exporter._rpc_in_flight = False
-            exporter._observe_failure(self._channel, error)
+            try:
+                exporter._observe_failure(self._channel, error)
+            except Exception:  # observing must never change what the stock exporter sees
+                _logger.debug("k8s_otel: observing an export failure failed", exc_info=True)
             raise
         finally:
             exporter._rpc_in_flight = False
@@ -110,9 +126,9 @@ class HealingOTLPSpanExporter(OTLPSpanExporter):
         code = error.code() if callable(getattr(error, "code", None)) else None
         name = code.name if isinstance(code, grpc.StatusCode) else type(error).__name__
         unreachable = code is grpc.StatusCode.UNAVAILABLE and _connectivity(channel) in _UNREACHABLE_STATES
-        self._last_failure = ExportFailure(
-            name, retryable=code in frozenset(self._retryable_error_codes or ()), unreachable=unreachable
-        )
+        codes = getattr(self, "_retryable_error_codes", None)
+        retryable = code in (codes if isinstance(codes, frozenset) else _RETRYABLE)
+        self._last_failure = ExportFailure(name, retryable=retryable, unreachable=unreachable)
         if code is not grpc.StatusCode.DEADLINE_EXCEEDED:
             self._deadlines_in_a_row = 0
             return
