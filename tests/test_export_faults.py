@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import k8s_otel
 from fault_collector import Blackhole, FaultCollector
-from k8s_otel._export import WHERE_TO_LOOK, ExportLedger, ExportStatistics, describe
+from k8s_otel._export import WHERE_TO_LOOK, ExportLedger, ExportStatistics, RetryingExporter, describe
 from k8s_otel.wiring import TracingHandle
 
 TOKEN = "canary-t0ken-4f1e"
@@ -295,3 +297,17 @@ def test_describe_and_where_to_look_name_every_count() -> None:
         "k8s_otel.export",
     ):
         assert word in WHERE_TO_LOOK
+
+
+def test_an_exporter_that_raises_fails_the_batch_at_once() -> None:
+    class Broken(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            raise ValueError("cannot encode")
+
+    ledger = ExportLedger()
+    exporter = RetryingExporter(Broken(), ledger, retry_window=30.0)
+    started = time.monotonic()
+    assert exporter.export([object(), object()]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert time.monotonic() - started < 1.0
+    stats = ledger.statistics()
+    assert (stats.failed, stats.pending, stats.last_error) == (2, 0, "ValueError")

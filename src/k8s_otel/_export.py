@@ -373,9 +373,9 @@ class RetryingExporter(SpanExporter):
             failure: Optional[ExportFailure] = None
             try:
                 result = self.inner.export(spans)
-            except Exception as error:
+            except Exception as error:  # the batch cannot be encoded or sent: trying again will not help
                 result = SpanExportResult.FAILURE
-                failure = ExportFailure(exception_type(error))
+                failure = ExportFailure(exception_type(error), retryable=False)
             if result is SpanExportResult.SUCCESS:
                 return True
             if failure is None:
