@@ -98,6 +98,7 @@ class HealingOTLPSpanExporter(OTLPSpanExporter):
         self._last_failure: Optional[ExportFailure] = None
         self._rpc_in_flight = False
         self.rebuilds = 0
+        self.needs_replacement = False
         self._encoded: Optional[tuple[Sequence[ReadableSpan], Any]] = None
         super().__init__(*args, **kwargs)
         if not isinstance(getattr(self, "_client", None), _ObservedStub):  # an SDK that builds it inline
@@ -140,18 +141,23 @@ class HealingOTLPSpanExporter(OTLPSpanExporter):
     def _rebuild(self, channel: Any) -> None:
         """A new channel (new connection); the old one is closed, which cancels nothing of ours."""
         current: Any = self._channel
-        if channel is not current or not hasattr(OTLPSpanExporter, "_initialize_channel_and_stub"):
-            return  # already replaced, or an SDK (< 1.40) that cannot rebuild its channel
+        if channel is not current:
+            return  # already replaced
         _logger.info(
             "k8s_otel: no answer from %s for %d exports in a row; opening a new connection",
             self._endpoint,
             self._rebuild_after,
         )
+        self.rebuilds += 1
+        if not hasattr(OTLPSpanExporter, "_initialize_channel_and_stub"):
+            # An SDK (< 1.40) that builds its channel inline: ForkSafeExporter replaces this whole
+            # exporter with a new one (made by the same factory) after the export in progress.
+            self.needs_replacement = True
+            return
         try:
             channel.close()
         except Exception:
             _logger.debug("k8s_otel: closing the silent channel failed", exc_info=True)
-        self.rebuilds += 1
         self._initialize_channel_and_stub()
 
     # What RetryingExporter asks -----------------------------------------------------------------

@@ -36,6 +36,8 @@ class ForkSafeExporter(SpanExporter):
         self._pid = 0
         self._shutdown = False
         self._interrupted = False
+        self.rebuilds = 0
+        self._last_failure: Optional[ExportFailure] = None
 
     def _current(self) -> Optional[SpanExporter]:
         pid = os.getpid()
@@ -57,13 +59,33 @@ class ForkSafeExporter(SpanExporter):
         exporter = self._current()
         if exporter is None:
             return SpanExportResult.FAILURE
-        return exporter.export(spans)
+        self._last_failure = None
+        result = exporter.export(spans)
+        report = getattr(exporter, "last_failure", None)
+        self._last_failure = report() if callable(report) and result is not SpanExportResult.SUCCESS else None
+        if getattr(exporter, "needs_replacement", False):
+            self._replace(exporter)
+        return result
+
+    def _replace(self, old: SpanExporter) -> None:
+        """A new exporter (a new channel) in place of ``old``, which asked for it (older SDKs)."""
+        with self._lock:
+            if self._shutdown or self._exporter is not old:
+                return
+            self._exporter = self._factory()
+            if self._interrupted:
+                self.interrupt_backoff()
+        self.rebuilds += 1
+        old.shutdown()
 
     # Failure reporting, delegated to the real exporter when it has it (HealingOTLPSpanExporter).
 
     def last_failure(self) -> Optional[ExportFailure]:
+        """Why the last attempt failed, as the exporter saw it (live, during its own retries), else
+        as the last export ended (kept across an exporter replacement); None after a success."""
         report = getattr(self._exporter, "last_failure", None)
-        return report() if callable(report) else None
+        live = report() if callable(report) else None
+        return live if live is not None else self._last_failure
 
     def in_flight(self) -> bool:
         check = getattr(self._exporter, "in_flight", None)
