@@ -4,7 +4,9 @@ gRPC channels made before ``fork()`` are unsafe in the child (gunicorn ``--prelo
 channel exists until the batch processor's worker first exports, and a child process builds its
 own exporter the first time it exports. Every argument is passed explicitly, so the stock
 exporter's own environment reading (seconds for the timeout, TLS on a bare ``host:port``, a
-raise on ``compression=none``) never comes into play.
+raise on ``compression=none``) never comes into play. The gRPC exporter is the stock one extended
+to heal a silent connection and to report why an export failed (``_grpc_export``); retries and
+counting are ``_export``'s.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ _logger = logging.getLogger(__name__)
 
 
 class ForkSafeExporter(SpanExporter):
-    """Creates the real exporter on first export, and anew in a forked child."""
+    """Creates the real exporter on first export, and anew in a forked child (or when it asks to be
+    replaced: an SDK < 1.40 that cannot rebuild a silent channel)."""
 
     def __init__(self, factory: Callable[[], SpanExporter]) -> None:
         self._factory = factory

@@ -1,9 +1,10 @@
 """``configure()``: one call builds the TracerProvider that component-base ``NewProvider`` builds.
 
-PerMillionSampler, one BatchSpanProcessor, one OTLP exporter, a resource with the Kubernetes
-attributes. It flushes on interpreter exit and on SIGTERM (``atexit`` alone does not run when a
-pod is sent SIGTERM), and every shutdown is bounded, so a dead collector never holds up pod
-termination.
+PerMillionSampler, one BatchSpanProcessor (counting), one OTLP exporter (retrying, healing), a
+resource with the Kubernetes attributes. It flushes on interpreter exit and on SIGTERM (``atexit``
+alone does not run when a pod is sent SIGTERM), every shutdown is bounded by the shutdown budget and
+ends at once when the collector cannot be reached, so a dead collector never holds up pod
+termination; ``TracingHandle.statistics()`` says where every span went (docs/export.md).
 """
 
 from __future__ import annotations
