@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -27,6 +28,20 @@ ATTRIBUTES: dict[str, Any] = {
     "k8s.admission.allowed": True,
 }
 """A webhook SERVER span's worth of attributes (nine, strings mostly)."""
+
+POD: dict[str, Any] = {
+    "service.name": "my-webhook",
+    "k8s.cluster.name": "prod",
+    "k8s.namespace.name": "team-a",
+    "k8s.node.name": "node-1",
+    "k8s.pod.name": "my-webhook-7d4b9c-x2x9z",
+    "k8s.pod.uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+    "k8s.deployment.name": "my-webhook",
+    "k8s.container.name": "webhook",
+    "host.name": "node-1",
+    "process.pid": 1,
+}
+"""What a pod's resource holds besides the SDK's own attributes (the downward API and detectors)."""
 
 
 class Receiver:
@@ -64,9 +79,9 @@ class _Keep(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def finished_spans(count: int) -> list[ReadableSpan]:
+def finished_spans(count: int, resource: Resource) -> list[ReadableSpan]:
     keep = _Keep()
-    provider = TracerProvider(shutdown_on_exit=False)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(keep))
     tracer = provider.get_tracer("bench")
     for _ in range(count):
@@ -93,7 +108,7 @@ def our_exporter(endpoint: str) -> SpanExporter:
 
 
 def stock_pipeline(endpoint: str) -> tuple[TracerProvider, BatchSpanProcessor]:
-    provider = TracerProvider(shutdown_on_exit=False)
+    provider = TracerProvider(resource=Resource.create(POD), shutdown_on_exit=False)
     processor = BatchSpanProcessor(stock_exporter(endpoint))
     provider.add_span_processor(processor)
     return provider, processor
@@ -102,7 +117,9 @@ def stock_pipeline(endpoint: str) -> tuple[TracerProvider, BatchSpanProcessor]:
 def our_pipeline(endpoint: str) -> tuple[TracerProvider, Any]:
     import k8s_otel
 
-    handle = k8s_otel.configure(endpoint=endpoint, sampling_rate_per_million=1_000_000, install=False)
+    handle = k8s_otel.configure(
+        endpoint=endpoint, sampling_rate_per_million=1_000_000, resource=POD, install=False
+    )
     provider = handle.tracer_provider
     assert isinstance(provider, TracerProvider)
     return provider, handle

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from k8s_otel._export import CountingBatchSpanProcessor, ExportLedger, StableResource
+
 sys.path.insert(0, str(Path(__file__).parent))
-from _export_common import Receiver, finished_spans, our_exporter, stock_exporter
-from k8s_otel._export import CountingBatchSpanProcessor, ExportLedger
+from _export_common import POD, Receiver, finished_spans, our_exporter, stock_exporter
 
 EXPORTERS: dict[str, Callable[[str], SpanExporter]] = {"k8s_otel": our_exporter, "stock": stock_exporter}
 
@@ -28,16 +30,18 @@ def receiver() -> Iterator[Receiver]:
         made.stop()
 
 
-@pytest.fixture(scope="module")
-def batch() -> list[ReadableSpan]:
-    return finished_spans(512)
+RESOURCES: dict[str, Callable[[], Resource]] = {
+    "k8s_otel": lambda: StableResource.of(Resource.create(POD)),  # what configure() gives the provider
+    "stock": lambda: Resource.create(POD),
+}
 
 
 @pytest.mark.parametrize("implementation", list(EXPORTERS))
-def test_export_a_batch(
-    benchmark: Any, implementation: str, receiver: Receiver, batch: list[ReadableSpan]
-) -> None:
-    benchmark.group = "export: 512 webhook spans, encoded and sent over gRPC"
+def test_export_a_batch(benchmark: Any, implementation: str, receiver: Receiver) -> None:
+    benchmark.group = (
+        "export: 512 webhook spans of a pod (14 resource attributes), encoded and sent over gRPC"
+    )
+    batch = finished_spans(512, RESOURCES[implementation]())
     exporter = EXPORTERS[implementation](receiver.endpoint)
     try:
         assert exporter.export(batch) is SpanExportResult.SUCCESS

@@ -21,6 +21,7 @@ from typing import ClassVar
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import k8s_otel
@@ -502,3 +503,21 @@ def test_shutdown_budget_from_argument_env_and_default(
     for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
         with pytest.raises(ValueError, match="shutdown_timeout"):
             k8s_otel.configure(install=False, shutdown_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_the_resource_hashes_once_and_equals_the_sdks(handles: list[TracingHandle]) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from k8s_otel._export import StableResource
+
+    handle = local(handles, service_name="my-webhook", resource={"k8s.cluster.name": "prod"})
+    provider = handle.tracer_provider
+    assert isinstance(provider, TracerProvider)
+    resource = provider.resource
+    assert isinstance(resource, StableResource)
+    plain = Resource(dict(resource.attributes), resource.schema_url)
+    assert resource == plain
+    assert hash(resource) == hash(plain)
+    assert resource._stable_hash == hash(plain)  # kept: the encoder hashes it once per span
+    assert resource.attributes["service.name"] == "my-webhook"
+    assert resource.attributes["k8s.cluster.name"] == "prod"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -40,6 +41,7 @@ __all__ = [
     "ExportLedger",
     "ExportStatistics",
     "RetryingExporter",
+    "StableResource",
     "describe",
 ]
 
@@ -108,6 +110,28 @@ class ExportFailure:
     retryable: bool = True
     unreachable: bool = False
     """The collector cannot be reached at all (refused, DNS failure): retrying at shutdown is futile."""
+
+
+class StableResource(Resource):
+    """A Resource that hashes itself once.
+
+    The OTLP encoder groups each batch's spans by resource, hashing the resource of every span, and
+    ``Resource.__hash__`` serialises all its attributes to JSON each time: with a pod's dozen
+    attributes that is about a sixth of the encoder's time per span. A resource never changes once
+    made (a merge returns a new one), so the hash is kept. Equality is the SDK's.
+    """
+
+    _stable_hash: Optional[int] = None
+
+    def __hash__(self) -> int:
+        value = self._stable_hash
+        if value is None:
+            value = self._stable_hash = super().__hash__()
+        return value
+
+    @classmethod
+    def of(cls, resource: Resource) -> StableResource:
+        return cls(dict(resource.attributes), resource.schema_url)
 
 
 class FailureReporting(Protocol):

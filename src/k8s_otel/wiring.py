@@ -26,7 +26,13 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from k8s_otel._export import CountingBatchSpanProcessor, ExportLedger, ExportStatistics, RetryingExporter
+from k8s_otel._export import (
+    CountingBatchSpanProcessor,
+    ExportLedger,
+    ExportStatistics,
+    RetryingExporter,
+    StableResource,
+)
 from k8s_otel.exporter import build_exporter
 from k8s_otel.resource import KubernetesResourceDetector
 from k8s_otel.sampling import PerMillionSampler
@@ -223,7 +229,8 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     """SDK defaults, then the Kubernetes attributes, then the user's environment, then the code's.
 
     That is: ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME`` beat what the pod detector found,
-    and the ``resource``/``service_name`` arguments beat everything.
+    and the ``resource``/``service_name`` arguments beat everything. The result hashes itself once
+    (``StableResource``): the OTLP encoder hashes it for every span it exports.
     """
     explicit: dict[str, Any] = {}
     if isinstance(resource, Resource):
@@ -235,7 +242,7 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     base = Resource.create({})  # SDK defaults, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, env last
     kubernetes = KubernetesResourceDetector().detect()
     if not kubernetes.attributes:
-        return base.merge(Resource(explicit))
+        return StableResource.of(base.merge(Resource(explicit)))
     sdk_logger = logging.getLogger("opentelemetry.sdk.resources")
     disabled, sdk_logger.disabled = sdk_logger.disabled, True  # its warnings were logged just above
     try:
@@ -250,7 +257,7 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
         merged = merged.merge(
             Resource({"service.name": base.attributes.get("service.name", "unknown_service")})
         )
-    return merged
+    return StableResource.of(merged)
 
 
 def configure(
