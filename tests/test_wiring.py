@@ -521,3 +521,7 @@ def test_the_resource_hashes_once_and_equals_the_sdks(handles: list[TracingHandl
     assert resource._stable_hash == hash(plain)  # kept: the encoder hashes it once per span
     assert resource.attributes["service.name"] == "my-webhook"
     assert resource.attributes["k8s.cluster.name"] == "prod"
+    merged = resource.merge(Resource({"process.pid": 4242}))  # what the provider does after a fork
+    assert isinstance(merged, StableResource)
+    assert merged.attributes["process.pid"] == 4242
+    assert merged.attributes["service.name"] == "my-webhook"

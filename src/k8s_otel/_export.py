@@ -118,7 +118,8 @@ class StableResource(Resource):
     The OTLP encoder groups each batch's spans by resource, hashing the resource of every span, and
     ``Resource.__hash__`` serialises all its attributes to JSON each time: with a pod's dozen
     attributes that is about a sixth of the encoder's time per span. A resource never changes once
-    made (a merge returns a new one), so the hash is kept. Equality is the SDK's.
+    made (a merge returns a new one), so the hash is kept. Equality is the SDK's. A merge gives a
+    StableResource too: the provider's refresh after a fork merges into its resource.
     """
 
     _stable_hash: Optional[int] = None
@@ -128,6 +129,9 @@ class StableResource(Resource):
         if value is None:
             value = self._stable_hash = super().__hash__()
         return value
+
+    def merge(self, other: Resource) -> Resource:
+        return StableResource.of(super().merge(other))
 
     @classmethod
     def of(cls, resource: Resource) -> StableResource:
