@@ -15,12 +15,19 @@ import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import k8s_otel
 from fault_collector import Blackhole, FaultCollector
-from k8s_otel._export import WHERE_TO_LOOK, ExportLedger, ExportStatistics, RetryingExporter, describe
+from k8s_otel._export import (
+    WHERE_TO_LOOK,
+    CountingBatchSpanProcessor,
+    ExportLedger,
+    ExportStatistics,
+    RetryingExporter,
+    describe,
+)
 from k8s_otel.wiring import TracingHandle
 
 TOKEN = "canary-t0ken-4f1e"
@@ -311,3 +318,47 @@ def test_an_exporter_that_raises_fails_the_batch_at_once() -> None:
     assert time.monotonic() - started < 1.0
     stats = ledger.statistics()
     assert (stats.failed, stats.pending, stats.last_error) == (2, 0, "ValueError")
+
+
+def test_a_logging_handler_that_makes_spans_cannot_deadlock_the_loss_summary() -> None:
+    """The summary is logged outside the processor's lock: a handler that traces its records
+    (log-to-span bridges do) ends a span from inside the log call."""
+    release = threading.Event()
+
+    class Held(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            release.wait(10)
+            return SpanExportResult.SUCCESS
+
+    ledger = ExportLedger(report_interval=0.0)
+    processor = CountingBatchSpanProcessor(
+        Held(), ledger, max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=10
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+
+    class Tracing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with tracer.start_as_current_span("log"):
+                pass
+
+    handler = Tracing()
+    logger = logging.getLogger("k8s_otel.export")
+    logger.addHandler(handler)
+    done = threading.Event()
+
+    def spans() -> None:
+        for _ in range(20):
+            with tracer.start_as_current_span("x"):
+                pass
+        done.set()
+
+    try:
+        threading.Thread(target=spans, daemon=True).start()
+        assert done.wait(5)  # no deadlock
+    finally:
+        logger.removeHandler(handler)
+        release.set()
+        processor.shutdown()  # type: ignore[no-untyped-call]
+    assert ledger.statistics().dropped > 0

@@ -50,6 +50,8 @@ _logger = logging.getLogger("k8s_otel.export")
 LOSS_REPORT_INTERVAL = 60.0
 """Seconds between two loss summaries in the log, at most."""
 
+_reporting = threading.local()
+
 _FIRST_BACKOFF = 0.5
 _MAX_BACKOFF = 4.0
 
@@ -180,12 +182,13 @@ class ExportLedger:
         """Called under the processor's emit lock (the only writer of ``ended``): no lock of its own."""
         self.ended += 1
 
-    def record_dropped(self) -> None:
+    def record_dropped(self, *, report: bool = True) -> None:
         with self._lock:
             self.ended += 1
             self.dropped += 1
             self._lost_locked()
-        self.maybe_report()
+        if report:
+            self.maybe_report()
 
     def record_error(self, error: str) -> None:
         with self._lock:
@@ -238,6 +241,15 @@ class ExportLedger:
 
     def maybe_report(self, *, final: bool = False) -> None:
         """Log a loss summary if spans were lost since the last one and the interval has passed."""
+        if getattr(_reporting, "active", False):
+            return  # a logging handler that makes spans, which are dropped in turn: no recursion
+        _reporting.active = True
+        try:
+            self._report(final)
+        finally:
+            _reporting.active = False
+
+    def _report(self, final: bool) -> None:
         now = time.monotonic()
         with self._lock:
             lost = self.dropped + self.failed
@@ -317,11 +329,14 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             return
         batcher, queue = internals
         with self._emit_lock:  # the worker only takes spans out, so the check below cannot go stale
-            if len(queue) >= batcher._max_queue_size or batcher._shutdown:
-                ledger.record_dropped()
-                return
-            ledger.ended += 1  # record_ended(), inlined: this is every span's path
-            batcher.emit(span)
+            dropped = len(queue) >= batcher._max_queue_size or batcher._shutdown
+            if dropped:
+                ledger.record_dropped(report=False)
+            else:
+                ledger.ended += 1  # record_ended(), inlined: this is every span's path
+                batcher.emit(span)
+        if dropped:
+            ledger.maybe_report()  # outside the lock: a logging handler may itself end a span
 
 
 class RetryingExporter(SpanExporter):
