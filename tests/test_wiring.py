@@ -21,12 +21,13 @@ from typing import ClassVar
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import k8s_otel
 from k8s_otel.cli.receiver import OTLPReceiver
 from k8s_otel.exporter import build_exporter
-from k8s_otel.settings import resolve_settings
+from k8s_otel.settings import Setting, resolve_settings
 from k8s_otel.wiring import TracingHandle
 
 TOKEN = "s3cr3t-t0ken"
@@ -153,10 +154,13 @@ def test_timeout_env_is_milliseconds(
     # 300 read as seconds (the stock exporter) would hold this flush for five minutes.
     otlp_receiver.delay = 3.0
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "500")  # retried for 0.5 s after the first failure
     handle = local(handles, endpoint=otlp_receiver.endpoint, sampling_rate_per_million=1_000_000)
     with handle.tracer_provider.get_tracer("test").start_as_current_span("slow"):
         pass
-    assert handle.force_flush(timeout=2.5)  # the export gave up after 0.3 s
+    assert handle.force_flush(timeout=2.5)  # each attempt gave up after 0.3 s
+    statistics = handle.statistics()
+    assert (statistics.failed, statistics.last_error) == (1, "DEADLINE_EXCEEDED")
 
 
 def test_shutdown_is_bounded_when_the_collector_is_gone(handles: list[TracingHandle]) -> None:
@@ -482,3 +486,42 @@ def test_sampler_entry_point_through_the_sdk_configurator(otlp_receiver: OTLPRec
     assert result.stdout.startswith("ParentBased{root:AlwaysOffSampler,")  # not the SDK's always-on fallback
     assert "OTEL_TRACES_SAMPLER_ARG='ten percent'" in result.stderr
     assert otlp_receiver.spans() == []
+
+
+def test_shutdown_budget_from_argument_env_and_default(
+    monkeypatch: pytest.MonkeyPatch, handles: list[TracingHandle]
+) -> None:
+    assert resolve_settings().shutdown_timeout_millis == Setting(5000.0, "default")
+    monkeypatch.setenv("K8S_OTEL_SHUTDOWN_TIMEOUT", "1500")
+    assert resolve_settings().shutdown_timeout_millis == Setting(1500.0, "env", "K8S_OTEL_SHUTDOWN_TIMEOUT")
+    assert local(handles).shutdown_timeout == 1.5
+    assert local(handles, shutdown_timeout=0.25).shutdown_timeout == 0.25  # the argument wins
+    monkeypatch.setenv("K8S_OTEL_SHUTDOWN_TIMEOUT", "5s")
+    settings = resolve_settings()
+    assert settings.shutdown_timeout_millis == Setting(5000.0, "default")
+    assert any("K8S_OTEL_SHUTDOWN_TIMEOUT" in problem for problem in settings.problems)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(ValueError, match="shutdown_timeout"):
+            k8s_otel.configure(install=False, shutdown_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_the_resource_hashes_once_and_equals_the_sdks(handles: list[TracingHandle]) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from k8s_otel._export import StableResource
+
+    handle = local(handles, service_name="my-webhook", resource={"k8s.cluster.name": "prod"})
+    provider = handle.tracer_provider
+    assert isinstance(provider, TracerProvider)
+    resource = provider.resource
+    assert isinstance(resource, StableResource)
+    plain = Resource(dict(resource.attributes), resource.schema_url)
+    assert resource == plain
+    assert hash(resource) == hash(plain)
+    assert resource._stable_hash == hash(plain)  # kept: the encoder hashes it once per span
+    assert resource.attributes["service.name"] == "my-webhook"
+    assert resource.attributes["k8s.cluster.name"] == "prod"
+    merged = resource.merge(Resource({"process.pid": 4242}))  # what the provider does after a fork
+    assert isinstance(merged, StableResource)
+    assert merged.attributes["process.pid"] == 4242
+    assert merged.attributes["service.name"] == "my-webhook"

@@ -4,7 +4,9 @@ gRPC channels made before ``fork()`` are unsafe in the child (gunicorn ``--prelo
 channel exists until the batch processor's worker first exports, and a child process builds its
 own exporter the first time it exports. Every argument is passed explicitly, so the stock
 exporter's own environment reading (seconds for the timeout, TLS on a bare ``host:port``, a
-raise on ``compression=none``) never comes into play.
+raise on ``compression=none``) never comes into play. The gRPC exporter is the stock one extended
+to heal a silent connection and to report why an export failed (``_grpc_export``); retries and
+counting are ``_export``'s.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable, Optional
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from k8s_otel._export import ExportFailure
 from k8s_otel._files import read_regular_file
 from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
 
@@ -27,7 +30,8 @@ _logger = logging.getLogger(__name__)
 
 
 class ForkSafeExporter(SpanExporter):
-    """Creates the real exporter on first export, and anew in a forked child."""
+    """Creates the real exporter on first export, and anew in a forked child (or when it asks to be
+    replaced: an SDK < 1.40 that cannot rebuild a silent channel)."""
 
     def __init__(self, factory: Callable[[], SpanExporter]) -> None:
         self._factory = factory
@@ -35,6 +39,9 @@ class ForkSafeExporter(SpanExporter):
         self._exporter: Optional[SpanExporter] = None
         self._pid = 0
         self._shutdown = False
+        self._interrupted = False
+        self.rebuilds = 0
+        self._last_failure: Optional[ExportFailure] = None
 
     def _current(self) -> Optional[SpanExporter]:
         pid = os.getpid()
@@ -48,13 +55,52 @@ class ForkSafeExporter(SpanExporter):
                 # closing a channel inherited across fork is itself unsafe.
                 self._exporter = self._factory()
                 self._pid = pid
+                if self._interrupted:
+                    self.interrupt_backoff()
             return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         exporter = self._current()
         if exporter is None:
             return SpanExportResult.FAILURE
-        return exporter.export(spans)
+        self._last_failure = None
+        result = exporter.export(spans)
+        report = getattr(exporter, "last_failure", None)
+        self._last_failure = report() if callable(report) and result is not SpanExportResult.SUCCESS else None
+        if getattr(exporter, "needs_replacement", False):
+            self._replace(exporter)
+        return result
+
+    def _replace(self, old: SpanExporter) -> None:
+        """A new exporter (a new channel) in place of ``old``, which asked for it (older SDKs)."""
+        with self._lock:
+            if self._shutdown or self._exporter is not old:
+                return
+            self._exporter = self._factory()
+            if self._interrupted:
+                self.interrupt_backoff()
+        self.rebuilds += 1
+        old.shutdown()
+
+    # Failure reporting, delegated to the real exporter when it has it (HealingOTLPSpanExporter).
+
+    def last_failure(self) -> Optional[ExportFailure]:
+        """Why the last attempt failed, as the exporter saw it (live, during its own retries), else
+        as the last export ended (kept across an exporter replacement); None after a success."""
+        report = getattr(self._exporter, "last_failure", None)
+        live = report() if callable(report) else None
+        return live if live is not None else self._last_failure
+
+    def in_flight(self) -> bool:
+        check = getattr(self._exporter, "in_flight", None)
+        return bool(check()) if callable(check) else False
+
+    def interrupt_backoff(self) -> None:
+        """Shutdown drain: no backoff sleeps from now on, including in an exporter not made yet."""
+        self._interrupted = True
+        interrupt = getattr(self._exporter, "interrupt_backoff", None)
+        if callable(interrupt):
+            interrupt()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         exporter = self._exporter
@@ -117,7 +163,8 @@ def _drop_env_headers(exporter: SpanExporter, ours: tuple[tuple[str, str], ...])
 
 def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
     import grpc
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from k8s_otel._grpc_export import HealingOTLPSpanExporter
 
     credentials = None
     if not settings.insecure.value:
@@ -126,7 +173,7 @@ def _grpc_exporter(settings: EffectiveSettings) -> SpanExporter:
             private_key=_read(settings.client_key.value),
             certificate_chain=_read(settings.client_certificate.value),
         )
-    return OTLPSpanExporter(
+    return HealingOTLPSpanExporter(
         endpoint=settings.grpc_target,
         insecure=settings.insecure.value,
         credentials=credentials,
@@ -163,7 +210,7 @@ def build_exporter(settings: EffectiveSettings) -> tuple[Optional[SpanExporter],
     """
     protocol = settings.protocol.value
     if protocol == GRPC:
-        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter  # fail here, not in the worker
+        import k8s_otel._grpc_export  # noqa: F401  # fail here (no grpcio), not in the worker
 
         return ForkSafeExporter(lambda: _grpc_exporter(settings)), None
     if protocol == HTTP_PROTOBUF:

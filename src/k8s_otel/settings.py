@@ -38,6 +38,7 @@ __all__ = [
     "EffectiveSettings",
     "HeaderValue",
     "HeadersInput",
+    "SHUTDOWN_TIMEOUT_ENV",
     "Setting",
     "parse_headers",
     "resolve_settings",
@@ -48,6 +49,8 @@ _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
+SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
+DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 SAMPLER_NAME = "k8s_per_million"
 GRPC = "grpc"
 HTTP_PROTOBUF = "http/protobuf"
@@ -90,6 +93,10 @@ class EffectiveSettings:
     max_export_batch_size: Setting[int]
     export_timeout_millis: Setting[float]
     problems: tuple[str, ...] = field(default=())
+    shutdown_timeout_millis: Setting[float] = field(
+        default=Setting(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, "default")
+    )
+    """What exit and SIGTERM give the exporter, at most (``K8S_OTEL_SHUTDOWN_TIMEOUT``, milliseconds)."""
 
     @property
     def grpc_target(self) -> str:
@@ -432,6 +439,7 @@ def resolve_settings(
     headers: Optional[HeadersInput] = None,
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
+    shutdown_timeout: Optional[float] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> EffectiveSettings:
     """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
@@ -477,8 +485,23 @@ def resolve_settings(
         max_queue_size=queue,
         max_export_batch_size=batch,
         export_timeout_millis=export_timeout,
+        shutdown_timeout_millis=_resolve_shutdown_timeout(r, shutdown_timeout),
         problems=tuple(r.problems),
     )
+
+
+def _resolve_shutdown_timeout(resolver: _Resolver, seconds: Optional[float]) -> Setting[float]:
+    """The shutdown budget: the ``shutdown_timeout`` argument (seconds), else the env var (milliseconds,
+    as every OTEL_*_TIMEOUT), else 5 s, well inside a pod's default 30 s grace period."""
+    if seconds is not None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds < float("inf")
+        ):
+            raise ValueError(f"shutdown_timeout must be a positive number of seconds, not {seconds!r}")
+        return Setting(float(seconds) * 1000.0, "argument")
+    return resolver.env_number(SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, integer=False)
 
 
 def _port(endpoint: str) -> str:

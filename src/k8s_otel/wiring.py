@@ -1,9 +1,10 @@
 """``configure()``: one call builds the TracerProvider that component-base ``NewProvider`` builds.
 
-PerMillionSampler, one BatchSpanProcessor, one OTLP exporter, a resource with the Kubernetes
-attributes. It flushes on interpreter exit and on SIGTERM (``atexit`` alone does not run when a
-pod is sent SIGTERM), and every shutdown is bounded, so a dead collector never holds up pod
-termination.
+PerMillionSampler, one BatchSpanProcessor (counting), one OTLP exporter (retrying, healing), a
+resource with the Kubernetes attributes. It flushes on interpreter exit and on SIGTERM (``atexit``
+alone does not run when a pod is sent SIGTERM), every shutdown is bounded by the shutdown budget and
+ends at once when the collector cannot be reached, so a dead collector never holds up pod
+termination; ``TracingHandle.statistics()`` says where every span went (docs/export.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -24,18 +26,25 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._export import (
+    CountingBatchSpanProcessor,
+    ExportLedger,
+    ExportStatistics,
+    RetryingExporter,
+    StableResource,
+)
 from k8s_otel._redact import split_userinfo
 from k8s_otel.exporter import build_exporter
 from k8s_otel.resource import KubernetesResourceDetector
 from k8s_otel.sampling import PerMillionSampler, sample_linked_from_env
 from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
 
-__all__ = ["AlreadyConfiguredError", "TracingHandle", "configure", "resource_for"]
+__all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "configure", "resource_for"]
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
-"""Seconds that exit and SIGTERM give the exporter: well inside the default 30 s grace period."""
+"""Seconds that exit and SIGTERM give the exporter by default: well inside the default 30 s grace period."""
 
 
 class _PropagatingTracer(trace.NoOpTracer):
@@ -95,6 +104,24 @@ def _run_bounded(function: Callable[[], object], timeout: float, what: str) -> b
     return False
 
 
+class _Flush:
+    """One flush in progress, on its own thread; every caller that comes meanwhile waits for it."""
+
+    def __init__(self, processor: BatchSpanProcessor) -> None:
+        self.done = threading.Event()
+        self.succeeded = False
+        self._processor = processor
+        threading.Thread(target=self._run, name="k8s-otel-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.succeeded = bool(self._processor.force_flush())
+        except Exception:
+            _logger.exception("k8s_otel: flush failed")
+        finally:
+            self.done.set()
+
+
 class TracingHandle:
     """What ``configure()`` built: the provider, the effective settings, and a bounded shutdown."""
 
@@ -106,13 +133,17 @@ class TracingHandle:
         *,
         installed: bool,
         arguments: Mapping[str, Any],
+        ledger: Optional[ExportLedger] = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.settings = settings
         self.installed = installed
         self._processor = processor
+        self._ledger = ledger or ExportLedger()
         self._arguments = dict(arguments)
         self._shutdown_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flush: Optional[_Flush] = None
         self.is_shut_down = False
 
     def __repr__(self) -> str:
@@ -126,15 +157,41 @@ class TracingHandle:
         sampler = getattr(self.tracer_provider, "sampler", None)
         return sampler.get_description() if sampler is not None else "disabled"
 
-    def force_flush(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
-        """Export what is queued; wait at most ``timeout`` seconds."""
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds that exit and SIGTERM give the exporter (``K8S_OTEL_SHUTDOWN_TIMEOUT``, ``shutdown_timeout``)."""
+        return self.settings.shutdown_timeout_millis.value / 1000.0
+
+    def statistics(self) -> ExportStatistics:
+        """Where every sampled span went: ended, exported, dropped (queue full), failed, pending."""
+        return self._ledger.statistics()
+
+    def delivery_impossible(self) -> bool:
+        """The last export found no collector (refused, DNS failure) and nothing is in flight."""
+        processor = self._processor
+        exporter = processor.span_exporter if processor is not None else None
+        return isinstance(exporter, RetryingExporter) and exporter.unreachable()
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        """Export what is queued; wait at most ``timeout`` seconds (default: the shutdown budget).
+
+        At most one flush runs at a time: a call made while one runs waits for that one (so a
+        flush that timed out leaves one thread behind at most, never one per call).
+        """
         processor = self._processor
         if processor is None or self.is_shut_down:
             return True
-        return _run_bounded(processor.force_flush, timeout, "flush")
+        with self._flush_lock:
+            flush = self._flush
+            if flush is None or flush.done.is_set():
+                flush = self._flush = _Flush(processor)
+        wait = self.shutdown_timeout if timeout is None else timeout
+        return flush.done.wait(max(wait, 0.0)) and flush.succeeded
 
-    def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
-        """Flush and close the exporter, waiting at most ``timeout`` seconds. Safe to call twice."""
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued and close the exporter, within ``timeout`` seconds (default: the
+        shutdown budget). Gives up at once when the collector cannot be reached. True when nothing
+        queued was lost. Safe to call twice."""
         with self._shutdown_lock:
             if self.is_shut_down:
                 return True
@@ -142,19 +199,27 @@ class TracingHandle:
         processor = self._processor
         if processor is None:
             return True
+        budget = self.shutdown_timeout if timeout is None else max(timeout, 0.0)
+        deadline = time.monotonic() + budget
         provider = self.tracer_provider
+        exporter = processor.span_exporter
+        failed_before = self._ledger.statistics().failed
+        if isinstance(exporter, RetryingExporter):
+            exporter.begin_drain(deadline)
 
         def stop() -> None:
-            processor.shutdown()  # type: ignore[no-untyped-call]  # drains; the SDK bounds it at 30 s
+            processor.shutdown()  # type: ignore[no-untyped-call]  # drains the queue
             if isinstance(provider, TracerProvider):
                 provider.shutdown()
 
-        if _run_bounded(stop, timeout, "shutdown"):
-            return True
-        # Out of time (collector gone or slow): closing the exporter cancels the RPC in flight and
-        # the retry backoff, so the worker thread stops instead of retrying into the pod's exit.
-        processor.span_exporter.shutdown()
-        return False
+        finished = _run_bounded(stop, deadline - time.monotonic(), "shutdown")
+        if not finished:
+            # Out of time (collector gone or slow): closing the exporter cancels the RPC in flight and
+            # the retry backoff, so the worker thread stops instead of retrying into the pod's exit.
+            exporter.shutdown()
+        self._ledger.close()
+        self._ledger.maybe_report(final=True)
+        return finished and self._ledger.statistics().failed == failed_before
 
 
 _state_lock = threading.Lock()
@@ -165,7 +230,8 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     """SDK defaults, then the Kubernetes attributes, then the user's environment, then the code's.
 
     That is: ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME`` beat what the pod detector found,
-    and the ``resource``/``service_name`` arguments beat everything.
+    and the ``resource``/``service_name`` arguments beat everything. The result hashes itself once
+    (``StableResource``): the OTLP encoder hashes it for every span it exports.
     """
     explicit: dict[str, Any] = {}
     if isinstance(resource, Resource):
@@ -177,7 +243,7 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     base = Resource.create({})  # SDK defaults, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, env last
     kubernetes = KubernetesResourceDetector().detect()
     if not kubernetes.attributes:
-        return base.merge(Resource(explicit))
+        return StableResource.of(base.merge(Resource(explicit)))
     sdk_logger = logging.getLogger("opentelemetry.sdk.resources")
     disabled, sdk_logger.disabled = sdk_logger.disabled, True  # its warnings were logged just above
     try:
@@ -192,7 +258,13 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
         merged = merged.merge(
             Resource({"service.name": base.attributes.get("service.name", "unknown_service")})
         )
-    return merged
+    return StableResource.of(merged)
+
+
+def _take_from_process_budget() -> bool:
+    from k8s_otel.trust import process_budget
+
+    return process_budget().take()
 
 
 def configure(
@@ -205,6 +277,7 @@ def configure(
     headers: Optional[HeadersInput] = None,
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
+    shutdown_timeout: Optional[float] = None,
     install: bool = True,
     log_correlation: Optional[bool] = None,
     sample_linked: Optional[bool] = None,
@@ -214,6 +287,8 @@ def configure(
     ``endpoint`` takes the TracingConfiguration forms (``host:port``, ``dns://``, ``unix://``) and
     ``http(s)://`` URLs. Arguments beat the TracingConfiguration file (``config_file`` or
     ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
+    ``shutdown_timeout`` (seconds; ``K8S_OTEL_SHUTDOWN_TIMEOUT`` in milliseconds; 5 s) bounds what
+    exit and SIGTERM spend delivering queued spans.
     Bad files and variables are logged and ignored; only bad arguments raise. A second call with
     the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
     ``log_correlation`` puts trace ids in every log record (None: ``OTEL_PYTHON_LOG_CORRELATION``).
@@ -230,6 +305,7 @@ def configure(
         "insecure": insecure,
         "protocol": protocol,
         "sample_linked": sample_linked,
+        "shutdown_timeout": shutdown_timeout,
     }
     global _installed
     with _state_lock:
@@ -243,6 +319,7 @@ def configure(
             headers=headers,
             insecure=insecure,
             protocol=protocol,
+            shutdown_timeout=shutdown_timeout,
         )
         linked = sample_linked_from_env() if sample_linked is None else bool(sample_linked)
         handle = _build(settings, resource, arguments, install, sample_linked=linked)
@@ -300,17 +377,29 @@ def _build(
         return TracingHandle(provider, settings, None, installed=installed, arguments=arguments)
 
     sdk_provider = TracerProvider(
-        sampler=PerMillionSampler(settings.sampling_rate_per_million.value, sample_linked=sample_linked),
+        sampler=PerMillionSampler(
+            settings.sampling_rate_per_million.value,
+            sample_linked=sample_linked,
+            # A sampled link is as forceable as a sampled parent: both spend the process's budget.
+            link_budget=_take_from_process_budget if sample_linked else None,
+        ),
         resource=resource_for(settings, resource),
         shutdown_on_exit=False,
     )
     exporter, refusal = build_exporter(settings)
     processor = None
+    ledger = ExportLedger()
     if exporter is None:
         _logger.error("k8s_otel: %s", refusal)
     else:
-        processor = BatchSpanProcessor(
-            exporter,
+        # A failed batch is retried for OTEL_BSP_EXPORT_TIMEOUT ("the maximum allowed time to export
+        # data"), which the SDK reads but does not use.
+        retrying = RetryingExporter(
+            exporter, ledger, retry_window=settings.export_timeout_millis.value / 1000.0
+        )
+        processor = CountingBatchSpanProcessor(
+            retrying,
+            ledger,
             max_queue_size=settings.max_queue_size.value,
             schedule_delay_millis=settings.schedule_delay_millis.value,
             max_export_batch_size=settings.max_export_batch_size.value,
@@ -318,7 +407,9 @@ def _build(
         )
         sdk_provider.add_span_processor(processor)
     installed = install and _install(sdk_provider)
-    return TracingHandle(sdk_provider, settings, processor, installed=installed, arguments=arguments)
+    return TracingHandle(
+        sdk_provider, settings, processor, installed=installed, arguments=arguments, ledger=ledger
+    )
 
 
 def _install(provider: trace.TracerProvider) -> bool:
@@ -350,13 +441,15 @@ def _chain_sigterm(handle: TracingHandle) -> None:
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         if callable(previous):
             # The application handles SIGTERM (uvicorn, gunicorn, kopf): it will drain and exit
-            # normally, and atexit shuts down. Export what is queued now, in case it does not.
-            handle.force_flush(DEFAULT_SHUTDOWN_TIMEOUT)
+            # normally, and atexit shuts down. Export what is queued now, in case it does not,
+            # unless the collector cannot be reached at all.
+            if not handle.delivery_impossible():
+                handle.force_flush(handle.shutdown_timeout)
             previous(signum, frame)
             return
         if previous == signal.SIG_IGN:
             return
-        handle.shutdown(DEFAULT_SHUTDOWN_TIMEOUT)
+        handle.shutdown()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
