@@ -173,14 +173,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        if self._receiver.delay:
-            time.sleep(self._receiver.delay)
-        metadata = {key.lower(): value for key, value in context.invocation_metadata()}
-        self._receiver._record(ReceivedRequest(request=request, metadata=metadata))
-        code = self._receiver.status_code
-        if code is not None:
-            context.abort(code, f"receiver configured to answer {code.name}")
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return self._receiver._handle(request, context)
 
 
 # gRPC codes the OTLP/HTTP specification maps to retryable HTTP statuses; others become 400.
@@ -378,6 +371,19 @@ class OTLPReceiver:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _handle(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        """One gRPC Export call: the configured delay, the record, the configured answer."""
+        if self.delay:
+            time.sleep(self.delay)
+        metadata = {key.lower(): value for key, value in context.invocation_metadata()}
+        self._record(ReceivedRequest(request=request, metadata=metadata))
+        code = self.status_code
+        if code is not None:
+            context.abort(code, f"receiver configured to answer {code.name}")
+        return trace_service_pb2.ExportTraceServiceResponse()
 
     def _record(self, received: ReceivedRequest) -> None:
         with self._changed:
