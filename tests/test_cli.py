@@ -394,3 +394,9 @@ def test_demo_bad_rate_is_a_user_error() -> None:
     assert result.returncode == 2
     assert "sampling rate must be positive" in result.stderr
     no_traceback(result)
+
+
+def test_doctor_says_where_lost_spans_are_counted() -> None:
+    result = k8s_otel("doctor", "--timeout", "0.2")
+    assert "lost spans: Spans that never arrive are counted in the process that made them" in result.stdout
+    assert "handle.statistics()" in result.stdout

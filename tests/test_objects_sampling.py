@@ -56,3 +56,22 @@ def test_configure_offers_sample_linked(
         assert span.links[0][:2] == ("4bf92f3577b34da6a3ce929d0e0e4737", "00f067aa0ba902b7")
     else:
         assert otlp_receiver.spans() == []
+
+
+def test_forced_linked_sampling_spends_the_sampled_parent_budget(
+    otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, handles: list[TracingHandle]
+) -> None:
+    from k8s_otel.trust import process_budget, reset_process_budget
+
+    monkeypatch.setenv("K8S_OTEL_TRUSTED_SAMPLED_PARENTS_PER_SECOND", "0.001")  # a burst of one
+    reset_process_budget()
+    handle = k8s_otel.configure(install=False, endpoint=otlp_receiver.endpoint, sample_linked=True)
+    handles.append(handle)
+    tracer = handle.tracer_provider.get_tracer("t")
+    sampled = []
+    for index in range(5):  # anyone who can write the annotation: a hostile stream of stamps
+        obj = {"metadata": {"name": f"o{index}", "annotations": {TRACEPARENT_ANNOTATION: SAMPLED}}}
+        with reconcile_span("reconcile", obj, tracer=tracer) as span:
+            sampled.append(span.get_span_context().trace_flags.sampled)
+    assert sampled == [True, False, False, False, False]
+    assert process_budget().refused == 4

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyConfiguredError",
+    "EffectiveSettings",
+    "ExportStatistics",
     "PerMillionSampler",
+    "Setting",
     "TracingConfiguration",
     "TracingConfigurationError",
     "TracingHandle",
@@ -30,6 +34,10 @@ _LAZY = {
     "validate_tracing_configuration": "k8s_otel.config",
     "configure": "k8s_otel.wiring",
     "TracingHandle": "k8s_otel.wiring",
+    "AlreadyConfiguredError": "k8s_otel.wiring",
+    "ExportStatistics": "k8s_otel.wiring",
+    "EffectiveSettings": "k8s_otel.settings",
+    "Setting": "k8s_otel.settings",
 }
 
 if TYPE_CHECKING:
@@ -40,7 +48,8 @@ if TYPE_CHECKING:
         validate_tracing_configuration,
     )
     from k8s_otel.sampling import PerMillionSampler
-    from k8s_otel.wiring import TracingHandle, configure
+    from k8s_otel.settings import EffectiveSettings, Setting
+    from k8s_otel.wiring import AlreadyConfiguredError, ExportStatistics, TracingHandle, configure
 
 
 def __getattr__(name: str) -> Any:

@@ -89,6 +89,9 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         reachable, detail = check_connection(settings, args.timeout)
         if not reachable:
             findings.append(("error", f"collector unreachable: {detail}"))
+    from k8s_otel._export import WHERE_TO_LOOK
+
+    findings.append(("note", f"lost spans: {WHERE_TO_LOOK}"))
     broken = any(level == "error" for level, _ in findings)
     from k8s_otel.resource import KubernetesResourceDetector
 
