@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Union
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -112,6 +112,8 @@ class ExportFailure:
     retryable: bool = True
     unreachable: bool = False
     """The collector cannot be reached at all (refused, DNS failure): retrying at shutdown is futile."""
+    too_large: bool = False
+    """The request was larger than the receiver takes (gRPC's 4 MiB default): split it, never resend it."""
 
 
 class StableResource(Resource):
@@ -198,15 +200,16 @@ class ExportLedger:
         with self._lock:
             self.in_flight += count
 
-    def settle(self, count: int, exported: bool) -> None:
+    def settle(self, count: int, exported: Union[bool, int]) -> None:
+        """``count`` spans left flight: all exported (True), none (False), or that many of them."""
+        delivered = (count if exported else 0) if isinstance(exported, bool) else max(0, min(count, exported))
         with self._lock:
             if self.closed:
                 return  # counted as failed when the pipeline was closed
             self.in_flight -= count
-            if exported:
-                self.exported += count
-            else:
-                self.failed += count
+            self.exported += delivered
+            if delivered < count:
+                self.failed += count - delivered
                 self._lost_locked()
         self.maybe_report()
 
@@ -339,6 +342,11 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             ledger.maybe_report()  # outside the lock: a logging handler may itself end a span
 
 
+MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
+"""gRPC's default receive limit (the Collector's ``max_recv_msg_size_mib: 4``), less room for the
+framing: an export request is split before it would pass it."""
+
+
 class RetryingExporter(SpanExporter):
     """Retries each failed batch until ``retry_window`` seconds after its first failure, and counts.
 
@@ -397,15 +405,40 @@ class RetryingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         count = len(spans)
         self.ledger.start(count)
-        exported = False
+        delivered = 0
         try:
-            exported = self._deliver(spans)
+            delivered = self._deliver_splitting(spans)
         except Exception as error:  # never into the worker: it would lose the count
             self.ledger.record_error(exception_type(error))
             _logger.debug("k8s_otel: export raised %s", exception_type(error))
         finally:
-            self.ledger.settle(count, exported)
-        return SpanExportResult.SUCCESS if exported else SpanExportResult.FAILURE
+            self.ledger.settle(count, delivered)
+        return SpanExportResult.SUCCESS if delivered == count else SpanExportResult.FAILURE
+
+    def _deliver_splitting(self, spans: Sequence[ReadableSpan]) -> int:
+        """Deliver ``spans``; a request too large for the receiver is sent in halves, so that one
+        huge span costs itself and never its batch-mates. Returns how many were delivered."""
+        pending: list[Sequence[ReadableSpan]] = [spans]
+        delivered = 0
+        measure = getattr(self.inner, "request_size", None)
+        while pending:
+            part = pending.pop()
+            if callable(measure) and measure(part) > MAX_REQUEST_BYTES:
+                if len(part) > 1:  # split before sending: the receiver would refuse it whole
+                    middle = len(part) // 2
+                    pending.extend((part[middle:], part[:middle]))
+                else:  # one span over the limit alone: it is lost (counted), its batch-mates are not
+                    self.ledger.record_error("span larger than the receiver's message limit")
+                continue
+            self._too_large = False
+            if self._deliver(part):
+                delivered += len(part)
+            elif self._too_large and len(part) > 1:
+                middle = len(part) // 2
+                pending.extend((part[middle:], part[:middle]))
+        return delivered
+
+    _too_large = False
 
     def _deliver(self, spans: Sequence[ReadableSpan]) -> bool:
         first_failure: Optional[float] = None
@@ -426,6 +459,9 @@ class RetryingExporter(SpanExporter):
                 failure = reporter.last_failure() if reporter is not None else None
                 failure = failure or ExportFailure("FAILURE")
             self.ledger.record_error(failure.error)
+            if failure.too_large:
+                self._too_large = True
+                return False
             if not failure.retryable:
                 return False
             if self.draining and failure.unreachable:

@@ -50,6 +50,12 @@ _TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE.value[0]
 _UNREACHABLE_STATES = frozenset({_TRANSIENT_FAILURE})
 
 
+def _says_too_large(error: grpc.RpcError) -> bool:
+    """gRPC's own words for a message over the size limit, on either side ("... larger than max")."""
+    details = error.details() if callable(getattr(error, "details", None)) else None
+    return isinstance(details, str) and "larger than max" in details
+
+
 def _connectivity(channel: Any) -> Optional[int]:
     """The channel's state without starting a polling thread (``subscribe`` would start one)."""
     check = getattr(getattr(channel, "_channel", None), "check_connectivity_state", None)
@@ -118,6 +124,10 @@ class HealingOTLPSpanExporter(OTLPSpanExporter):
         self._encoded = (data, request)
         return request
 
+    def request_size(self, data: Sequence[ReadableSpan]) -> int:
+        """The encoded size of the export request for ``data`` (encoded once, then reused to send)."""
+        return int(self._translate_data(data).ByteSize())
+
     def _observe_success(self) -> None:
         self._deadlines_in_a_row = 0
         self._last_failure = None
@@ -129,7 +139,10 @@ class HealingOTLPSpanExporter(OTLPSpanExporter):
         unreachable = code is grpc.StatusCode.UNAVAILABLE and _connectivity(channel) in _UNREACHABLE_STATES
         codes = getattr(self, "_retryable_error_codes", None)
         retryable = code in (codes if isinstance(codes, frozenset) else _RETRYABLE)
-        self._last_failure = ExportFailure(name, retryable=retryable, unreachable=unreachable)
+        too_large = code is grpc.StatusCode.RESOURCE_EXHAUSTED and _says_too_large(error)
+        self._last_failure = ExportFailure(
+            name, retryable=retryable and not too_large, unreachable=unreachable, too_large=too_large
+        )
         if code is not grpc.StatusCode.DEADLINE_EXCEEDED:
             self._deadlines_in_a_row = 0
             return

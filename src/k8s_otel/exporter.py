@@ -91,6 +91,12 @@ class ForkSafeExporter(SpanExporter):
         live = report() if callable(report) else None
         return live if live is not None else self._last_failure
 
+    def request_size(self, spans: Sequence[ReadableSpan]) -> int:
+        """The encoded request size, when the real exporter can tell (gRPC); else 0 (not measured)."""
+        exporter = self._current()
+        measure = getattr(exporter, "request_size", None)
+        return int(measure(spans)) if callable(measure) else 0
+
     def in_flight(self) -> bool:
         check = getattr(self._exporter, "in_flight", None)
         return bool(check()) if callable(check) else False

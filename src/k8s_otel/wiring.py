@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Union
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from k8s_otel._export import (
@@ -261,6 +261,20 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     return StableResource.of(merged)
 
 
+DEFAULT_ATTRIBUTE_VALUE_LENGTH = 16_384
+"""The attribute value length limit when ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` and
+``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` are unset (the SDK's default is no limit): one value
+taken from a request must never make a span, or its batch, too large to export."""
+
+
+def _span_limits() -> SpanLimits:
+    if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+    ):
+        return SpanLimits()  # the SDK reads the variables itself
+    return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)
+
+
 def _take_from_process_budget() -> bool:
     from k8s_otel.trust import process_budget
 
@@ -385,6 +399,7 @@ def _build(
         ),
         resource=resource_for(settings, resource),
         shutdown_on_exit=False,
+        span_limits=_span_limits(),
     )
     exporter, refusal = build_exporter(settings)
     processor = None
