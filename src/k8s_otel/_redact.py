@@ -40,6 +40,11 @@ def looks_like_credential(text: str) -> bool:
     for run in _TOKEN_RUN.findall(text):
         if any(c.isdigit() for c in run) and any(c.isalpha() for c in run):
             return True
+    # Shorter keys (16 characters of base64, as ``c2VjcmV0LXZhbHVl``) mix digits and both cases,
+    # which host names and field names do not.
+    for run in _NAME_TOKEN_RUN.findall(text):
+        if any(c.isdigit() for c in run) and any(c.islower() for c in run) and any(c.isupper() for c in run):
+            return True
     return False
 
 
