@@ -678,3 +678,21 @@ def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(fifo)})
     assert "does not exist or is not a file" in s.problems[0]
     assert _read(str(fifo)) is None  # returns at once instead of waiting for a writer
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    head=st.sampled_from(["http://", "https://", "dns://", "dns:///", "http:/", "//", "", "HTTP://"]),
+    user=st.text(alphabet="ab:/?#%@", max_size=4),
+    around=st.tuples(st.text(alphabet="x/?#%:;", max_size=3), st.text(alphabet="x/?#%:;", max_size=3)),
+    host=st.sampled_from(
+        ["collector:4317", "[::1]:4317", "[fe80::1%25eth0]:4317", "collector:4318/v1/traces"]
+    ),
+)
+def test_no_userinfo_form_keeps_the_password(
+    head: str, user: str, around: tuple[str, str], host: str
+) -> None:
+    endpoint = f"{head}{user}:{around[0]}{CANARY}{around[1]}@{host}"
+    s = resolve_settings(endpoint=endpoint, environ={})
+    assert CANARY not in s.endpoint.value and CANARY not in s.grpc_target
+    assert CANARY not in shown_everywhere(s)
