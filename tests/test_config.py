@@ -722,3 +722,11 @@ def test_loading_drops_userinfo_from_a_valid_endpoint(tmp_path: Path) -> None:
     config = load_tracing_configuration(path)
     assert (config.endpoint, config.userinfo_dropped) == ("dns://collector:4317", True)
     assert CANARY not in repr(config)
+
+
+@pytest.mark.parametrize("key", ["c2VjcmV0LXZhbHVl", "Q0FOQVJZLXNlY3JldA"])
+def test_a_short_base64_key_is_never_quoted_in_a_duplicate_field_error(key: str) -> None:
+    with pytest.raises(TracingConfigurationError) as caught:
+        parse_tracing_configuration(f"{key}: 1\n{key}: 1\n")
+    assert key not in str(caught.value)
+    assert "duplicate field" in str(caught.value)

@@ -478,6 +478,14 @@ def test_header_values_are_hidden_by_str_repr_asdict_list_and_indexing() -> None
         (f"http://{CANARY}@collector:4317", "http://collector:4317"),
         (f"dns://u:{CANARY}@collector:4317", "dns://collector:4317"),
         (f"u:{CANARY}@collector:4317", "collector:4317"),
+        # A password with "/", "?" or "#" unencoded, and authorities after other runs of slashes.
+        (f"http://u:a/{CANARY}@collector:4317", "http://collector:4317"),
+        (f"https://u:{CANARY}?x@collector:4318/v1/traces", "https://collector:4318/v1/traces"),
+        (f"http://u:{CANARY}#x@collector:4317", "http://collector:4317"),
+        (f"dns:///u:{CANARY}@collector:4317", "dns:///collector:4317"),
+        (f"http:/u:{CANARY}@collector:4317", "http:/collector:4317"),
+        (f"//u:{CANARY}@collector:4317", "//collector:4317"),
+        (f"unix://u:{CANARY}@/run/otel.sock", "unix:///run/otel.sock"),
     ],
 )
 def test_endpoint_userinfo_is_dropped_and_reported(endpoint: str, stripped: str) -> None:
@@ -489,6 +497,15 @@ def test_endpoint_userinfo_is_dropped_and_reported(endpoint: str, stripped: str)
         assert CANARY not in s.grpc_target
         assert any("the user information before '@' is ignored" in p for p in s.problems)
         assert CANARY not in shown_everywhere(s)
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["unix:///run/otel@1.sock", "unix:/run/otel@1.sock", "http://[fe80::1%25eth0]:4317"]
+)
+def test_an_endpoint_without_userinfo_is_kept(endpoint: str) -> None:
+    s = resolve_settings(endpoint=endpoint, environ={})
+    assert s.endpoint.value == endpoint
+    assert not any("user information" in p for p in s.problems)
 
 
 def test_endpoint_userinfo_from_a_file_is_dropped(tmp_path: Path) -> None:
@@ -661,3 +678,21 @@ def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(fifo)})
     assert "does not exist or is not a file" in s.problems[0]
     assert _read(str(fifo)) is None  # returns at once instead of waiting for a writer
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    head=st.sampled_from(["http://", "https://", "dns://", "dns:///", "http:/", "//", "", "HTTP://"]),
+    user=st.text(alphabet="ab:/?#%@", max_size=4),
+    around=st.tuples(st.text(alphabet="x/?#%:;", max_size=3), st.text(alphabet="x/?#%:;", max_size=3)),
+    host=st.sampled_from(
+        ["collector:4317", "[::1]:4317", "[fe80::1%25eth0]:4317", "collector:4318/v1/traces"]
+    ),
+)
+def test_no_userinfo_form_keeps_the_password(
+    head: str, user: str, around: tuple[str, str], host: str
+) -> None:
+    endpoint = f"{head}{user}:{around[0]}{CANARY}{around[1]}@{host}"
+    s = resolve_settings(endpoint=endpoint, environ={})
+    assert CANARY not in s.endpoint.value and CANARY not in s.grpc_target
+    assert CANARY not in shown_everywhere(s)

@@ -40,6 +40,11 @@ def looks_like_credential(text: str) -> bool:
     for run in _TOKEN_RUN.findall(text):
         if any(c.isdigit() for c in run) and any(c.isalpha() for c in run):
             return True
+    # Shorter keys (16 characters of base64, as ``c2VjcmV0LXZhbHVl``) mix digits and both cases,
+    # which host names and field names do not.
+    for run in _NAME_TOKEN_RUN.findall(text):
+        if any(c.isdigit() for c in run) and any(c.islower() for c in run) and any(c.isupper() for c in run):
+            return True
     return False
 
 
@@ -84,25 +89,30 @@ def excerpt(text: object, limit: int = MAX_EXCERPT) -> str:
     return escaped
 
 
+# What comes before an endpoint's authority: a scheme followed by slashes (``http://``, ``dns:///``,
+# ``http:/``), or bare slashes (``//host``). ``user:password@host`` has no scheme: its ``:`` is not
+# followed by ``/``.
+_BEFORE_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:(?=/))?/*")
+
+
 def split_userinfo(endpoint: str) -> tuple[str, bool]:
     """``endpoint`` without the ``user:password@`` of its authority, and whether there was one.
 
     OTLP credentials travel in headers; userinfo in an endpoint would be printed wherever the
-    endpoint is, and passed on as part of the gRPC target.
+    endpoint is, and passed on as part of the gRPC target. A password may hold ``/``, ``?`` or
+    ``#`` unencoded, and ``dns:///`` puts the authority after three slashes, so everything up to
+    the last ``@`` counts as userinfo: an OTLP endpoint has no other use for ``@``. Unix socket
+    paths may hold ``@``; there only an authority (``unix://user@/path``) is userinfo.
     """
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep:
-        scheme, rest = "", endpoint
-    if scheme.lower().startswith("unix"):
-        return endpoint, False
-    authority_end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop)
-        if index != -1:
-            authority_end = min(authority_end, index)
-    authority = rest[:authority_end]
-    at = authority.rfind("@")
+    prefix = _BEFORE_AUTHORITY.match(endpoint)
+    head = prefix.group(0) if prefix else ""
+    rest = endpoint[len(head) :]
+    if endpoint.lower().startswith("unix"):
+        authority, slash, path = rest.partition("/")
+        if head.lower() != "unix://" or "@" not in authority:
+            return endpoint, False
+        return f"{head}{slash}{path}", True
+    at = rest.rfind("@")
     if at == -1:
         return endpoint, False
-    stripped = rest[at + 1 :]
-    return (f"{scheme}://{stripped}" if sep else stripped), True
+    return head + rest[at + 1 :], True
