@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from k8s_otel.cli.receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +144,180 @@ def test_the_walkthrough_applies_every_manifest_it_names() -> None:
         }
     }
     assert manifests <= applied, manifests - applied
+
+
+# Every ```python block in README.md and docs/ compiles, and each one that needs no cluster runs in
+# a fresh interpreter. A block that leans on names from its surrounding prose gets them from a
+# prelude (a Flask app, an AdmissionReview, a fake watch); a check after it asserts what the prose
+# next to the block promises.
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+FLASK_APP = "import flask\napp = flask.Flask('docs')\n"
+REVIEW = (
+    "review = {'apiVersion': 'admission.k8s.io/v1', 'kind': 'AdmissionReview', 'request': {"
+    "'uid': 'u-1', 'operation': 'CREATE', 'kind': {'group': '', 'version': 'v1', 'kind': 'Pod'},"
+    "'resource': {'group': '', 'version': 'v1', 'resource': 'pods'}}}\n"
+)
+FAKE_WATCH = """
+class _Watch:
+    def stream(self, list_function, namespace, label_selector):
+        assert label_selector == SELECTOR
+        yield {"type": "ADDED", "object": {"metadata": {"name": "parent", "annotations": {
+            "tracing.k8s.io/traceparent": "TRACEPARENT"}}}}
+class _Api:
+    created = []
+    def list_namespaced_config_map(self, *args, **kwargs): ...
+    def create_namespaced_config_map(self, namespace, body):
+        self.created.append(body)
+watch, api, namespace, SELECTOR = _Watch(), _Api(), "default", "app=docs"
+from k8s_otel.objects import inject_context, reconcile_span
+""".replace("TRACEPARENT", TRACEPARENT)
+
+# (file, the block's first line) -> (prelude, check). Blocks not named here run as they are.
+SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
+    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook.flask"): (
+        FLASK_APP,
+        "assert app.wsgi_app is not None",
+    ),
+    ("README.md", "import k8s_otel\n\nhandle"): (
+        "",
+        "assert handle.settings.endpoint.value == 'localhost:4317'\n"
+        "assert handle.settings.config_file.value == '/etc/kubernetes/tracing.yaml'",
+    ),
+    ("README.md", "from k8s_otel.webhook import WSGIMiddleware, ASGIMiddleware"): (FLASK_APP, ""),
+    ("controllers.md", "import kopf"): (
+        "from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor\n",
+        "assert KopfInstrumentor().is_instrumented_by_opentelemetry",
+    ),
+    ("controllers.md", "KopfInstrumentor().instrument(traceparent"): (
+        "from k8s_otel.instrumentation.kopf import KopfInstrumentor\n",
+        "",
+    ),
+    ("logging.md", "k8s_otel.configure(log_correlation=True)"): (
+        "import k8s_otel, logging\n",
+        "record = logging.getLogger('x').makeRecord('x', 20, 'f', 1, 'm', (), None)\n"
+        "assert record.otelTraceID == '' and record.trace_id == ''",
+    ),
+    ("logging.md", "import logging\nfrom k8s_otel.logs import JSONFormatter"): (
+        "import io, json, k8s_otel\nk8s_otel.configure(log_correlation=True, service_name='my-operator',"
+        " sampling_rate_per_million=1000000)\n",
+        "handler.stream = io.StringIO()\nlogging.getLogger().setLevel(logging.INFO)\n"
+        "from opentelemetry import trace\n"
+        "with trace.get_tracer('docs').start_as_current_span('work') as span:\n"
+        "    logging.getLogger('kopf.objects').info(\"Handler 'create_fn' succeeded.\")\n"
+        "line = json.loads(handler.stream.getvalue())\n"
+        "assert line['trace_id'] == format(span.get_span_context().trace_id, '032x')\n"
+        "assert line['span_id'] == format(span.get_span_context().span_id, '016x')\n"
+        "assert (line['trace_sampled'], line['service.name'], line['logger']) == (True, 'my-operator', 'kopf.objects')\n"
+        "assert line['level'] == 'INFO' and line['time'].endswith('Z')",
+    ),
+    ("objects.md", "from k8s_otel.objects import extract_context"): (
+        "obj = {'metadata': {'name': 'w'}}\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "outer = trace.get_tracer('docs').start_span('request')\n"
+        "token = __import__('opentelemetry.context').context.attach(trace.set_span_in_context(outer))\n",
+        "stamp = obj['metadata']['annotations']['tracing.k8s.io/traceparent']\n"
+        "assert stamp.split('-')[1] == format(outer.get_span_context().trace_id, '032x')\n"
+        "assert span.kind == trace.SpanKind.CONSUMER and span.parent is None\n"
+        "assert [link.context.trace_id for link in span.links] == [outer.get_span_context().trace_id]",
+    ),
+    ("objects.md", "for event in watch.stream"): (
+        FAKE_WATCH + "from opentelemetry import trace\nfrom opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\n",
+        "[child] = api.created\nassert 'tracing.k8s.io/traceparent' in child['metadata']['annotations']",
+    ),
+    ("objects.md", "KubernetesClientInstrumentor().instrument(inject_object_context"): (
+        "from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor\n",
+        "",
+    ),
+    ("propagation.md", "from opentelemetry import context as otel_context"): (
+        "from types import SimpleNamespace\nfrom opentelemetry import trace\n"
+        f"request = SimpleNamespace(headers={{'traceparent': '{TRACEPARENT}', 'baggage': 'tenant=a'}})\n"
+        "tracer = trace.get_tracer('docs')\n",
+        f"assert headers['traceparent'].split('-')[1] == '{TRACEPARENT.split('-')[1]}'\n"
+        "assert headers['baggage'] == 'tenant=a'",
+    ),
+    ("propagation.md", "from k8s_otel.trust import TrustPolicy, kube_apiserver_rule"): (
+        "def my_rule(caller):\n    return False\n",
+        "",
+    ),
+    ("propagation.md", "from k8s_otel.trust import Caller, TrustPolicy"): (
+        FLASK_APP + "from k8s_otel.webhook import WSGIMiddleware\n",
+        "from k8s_otel.trust import Caller\n"
+        "assert apiserver_over_mtls(Caller(peer_address=None, client_subject='CN=kube-apiserver,O=system:masters'))\n"
+        "assert not apiserver_over_mtls(Caller(peer_address=None, client_subject='CN=kube-apiserver-impostor'))",
+    ),
+    ("propagation.md", "from k8s_otel.trust import process_budget"): (
+        "",
+        "assert process_budget().refused == 0 and process_budget().honoured == 0",
+    ),
+    ("webhooks.md", "from k8s_otel.webhook import WSGIMiddleware, ASGIMiddleware"): (FLASK_APP, ""),
+    ("webhooks.md", "from k8s_otel.webhook import admission_handler"): (
+        REVIEW + f"request_headers = {{'traceparent': '{TRACEPARENT}'}}\n",
+        "assert response is None  # the wrapper hands back what the handler returned",
+    ),
+}
+# Blocks run piece by piece (split at blank lines), each piece with its own prelude.
+SPLIT: dict[tuple[str, str], list[str]] = {
+    ("webhooks.md", "from k8s_otel.webhook.flask import instrument_flask_app"): [
+        FLASK_APP,
+        "import fastapi\napp = fastapi.FastAPI()\n",
+    ],
+}
+# Blocks that cannot run here, and why (each is still compiled).
+NOT_RUN = {
+    # The quickstart: test_the_flask_quickstart_joins_the_caller_s_trace runs it against a receiver.
+    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook.flask"),
+}
+
+
+def _python_blocks() -> list[tuple[str, int, str]]:
+    blocks = []
+    for path in _markdown_files():
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"```python\n(.*?)```", text, re.DOTALL):
+            blocks.append((path.name, text[: match.start()].count("\n") + 2, match.group(1)))
+    return blocks
+
+
+def _key(name: str, code: str) -> tuple[str, str]:
+    for known in (*SNIPPETS, *SPLIT):
+        if known[0] == name and code.startswith(known[1]):
+            return known
+    return (name, code.splitlines()[0])
+
+
+def test_every_python_block_compiles_and_every_entry_names_a_block() -> None:
+    blocks = _python_blocks()
+    assert len(blocks) >= 17
+    for name, line, code in blocks:
+        compile(code, f"{name}:{line}", "exec")
+    keys = {_key(name, code) for name, _, code in blocks}
+    assert set(SNIPPETS) | set(SPLIT) <= keys, (set(SNIPPETS) | set(SPLIT)) - keys
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "code"),
+    [block for block in _python_blocks() if _key(block[0], block[2]) not in NOT_RUN],
+    ids=lambda value: str(value) if not isinstance(value, str) or "\n" not in value else "",
+)
+def test_the_python_block_runs(name: str, line: int, code: str) -> None:
+    key = _key(name, code)
+    if key in SPLIT:
+        pieces = [piece for piece in code.split("\n\n") if piece.strip()]
+        assert len(pieces) == len(SPLIT[key])
+        programs = [prelude + piece for prelude, piece in zip(SPLIT[key], pieces)]
+    else:
+        prelude, check = SNIPPETS.get(key, ("", ""))
+        programs = [prelude + code + "\n" + check + "\n"]
+    for program in programs:
+        result = subprocess.run(
+            [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**ENV, "OTEL_BSP_SCHEDULE_DELAY": "60000"},
+        )
+        assert result.returncode == 0, f"{name}:{line}\n{program}\n{result.stderr}"
