@@ -34,6 +34,19 @@ def test_the_readme_opens_with_the_two_commands_ci_runs() -> None:
 def test_the_readme_says_the_package_is_not_on_pypi() -> None:
     assert "**not published on PyPI yet**: `pip install k8s-otel` fails" in README
     assert "pip install k8s-otel " not in README.replace("pip install k8s-otel` fails", "")
+    # No page installs the package from an index: every install names a path (a clone or a wheel).
+    for path in _markdown_files():
+        text = path.read_text(encoding="utf-8").replace("`pip install k8s-otel` fails", "")
+        assert re.findall(r"pip install '?k8s[-_]otel", text) == [], path.name
+
+
+def test_the_readme_names_every_extra_a_user_installs() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    table = pyproject[pyproject.index("[project.optional-dependencies]") :].split("\n[", 1)[0]
+    extras = set(re.findall(r"^([\w-]+) = \[", table, re.MULTILINE)) - {"test", "lint"}
+    assert {"http", "flask", "auto", "file-config"} <= extras
+    sentence = README[README.index("Extras: ") :].split("\n\n", 1)[0]
+    assert extras == set(re.findall(r"`([\w-]+)`", re.sub(r"\([^)]*\)", "", sentence))), sentence
 
 
 def test_the_flask_quickstart_joins_the_caller_s_trace() -> None:
