@@ -377,3 +377,24 @@ def test_configuration_md_states_the_defaults_the_code_uses() -> None:
     )
     assert row["`K8S_OTEL_TRUSTED_SAMPLED_PARENTS_PER_SECOND`"] == f"{DEFAULT_SAMPLED_PARENTS_PER_SECOND:.0f}"
     assert defaults.sampling_rate_per_million.value is None and row["sampling"].startswith("unset")
+
+
+def test_cli_md_lists_every_command_and_documents_every_option() -> None:
+    import argparse
+
+    from k8s_otel.cli import _parser
+
+    cli = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    [commands] = [action for action in _parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    rows = [line.split("|")[1] for line in cli.splitlines() if line.startswith("| `k8s-otel ")]
+    assert sorted(row.split()[1].strip("`") for row in rows) == sorted(commands.choices)
+    counted = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[len(commands.choices)]
+    assert f"has {counted} commands" in cli
+    missing = [
+        f"{name} {option}"
+        for name, parser in commands.choices.items()
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and f"`{option}" not in cli
+    ]
+    assert missing == []
