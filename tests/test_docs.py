@@ -398,3 +398,28 @@ def test_cli_md_lists_every_command_and_documents_every_option() -> None:
         if option.startswith("--") and f"`{option}" not in cli
     ]
     assert missing == []
+
+
+def test_webhooks_md_lists_every_option_with_the_default_the_code_uses() -> None:
+    import inspect
+
+    from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
+
+    webhooks = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    table = webhooks[webhooks.index("| option | default | meaning |") :].split("\n\n", 1)[0]
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip() for line in table.splitlines()[2:]
+    }
+    for middleware in (WSGIMiddleware, ASGIMiddleware):
+        options = {
+            name: parameter.default
+            for name, parameter in inspect.signature(middleware.__init__).parameters.items()
+            if name not in ("self", "app")
+        }
+        assert set(options) == set(rows), middleware
+    # The defaults the code uses, as the table words them.
+    assert options["max_body_bytes"] == 8 << 20 and rows["max_body_bytes"] == "8 MiB"
+    for name in ("trust", "webhook_type", "record_user", "fast_reader"):
+        assert rows[name] == f"`{options[name]!r}`".replace("'", '"'), name
+    assert options["paths"] is None and rows["paths"] == "every path"
+    assert options["record_exception_messages"] is None and "default off" in rows["record_exception_messages"]
