@@ -423,3 +423,10 @@ def test_webhooks_md_lists_every_option_with_the_default_the_code_uses() -> None
         assert rows[name] == f"`{options[name]!r}`".replace("'", '"'), name
     assert options["paths"] is None and rows["paths"] == "every path"
     assert options["record_exception_messages"] is None and "default off" in rows["record_exception_messages"]
+
+
+def test_logging_md_shows_the_format_the_code_uses() -> None:
+    from k8s_otel.logs import DEFAULT_LOGGING_FORMAT
+
+    logging_md = (ROOT / "docs" / "logging.md").read_text(encoding="utf-8")
+    assert f"```\n{DEFAULT_LOGGING_FORMAT}\n```" in logging_md
