@@ -197,3 +197,47 @@ def test_configure_log_correlation_with_the_json_formatter(otlp_receiver: Any) -
     assert json.loads(inside)["service.name"] == "configured"
     assert json.loads(outside)["trace_id"] == "" and json.loads(outside)["trace_sampled"] is False
     assert roots == "root handlers: 0"  # the argument adds fields only: no basicConfig
+
+
+@pytest.mark.parametrize(
+    ("level", "log_format", "expected"),
+    [
+        # Unset: info and the contrib format (docs/logging.md shows it).
+        (
+            None,
+            None,
+            [
+                "INFO [app] [<string>:",
+                "trace_id= span_id= resource.service.name=svc trace_sampled=False] - info",
+            ],
+        ),
+        ("warning", "%(levelname)s|%(otelServiceName)s|%(message)s", ["WARNING|svc|warning"]),
+    ],
+)
+def test_log_correlation_from_the_env_calls_basic_config_with_level_and_format(
+    level: Any, log_format: Any, expected: list[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+    env.update({"OTEL_PYTHON_LOG_CORRELATION": "true", "OTEL_SERVICE_NAME": "svc"})
+    if level:
+        env["OTEL_PYTHON_LOG_LEVEL"] = level
+    if log_format:
+        env["OTEL_PYTHON_LOG_FORMAT"] = log_format
+    program = (
+        "import logging, k8s_otel\nk8s_otel.configure()\n"
+        "logging.getLogger('app').debug('debug')\nlogging.getLogger('app').info('info')\n"
+        "logging.getLogger('app').warning('warning')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
+    lines = [
+        line for line in result.stderr.splitlines() if "debug" in line or "info" in line or "warning" in line
+    ]
+    assert all(part in lines[0] for part in expected), result.stderr
+    assert not any(line.endswith("- debug") or line.endswith("|debug") for line in lines)
+    assert len(lines) == (2 if level is None else 1), result.stderr
