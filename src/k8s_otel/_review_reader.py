@@ -32,24 +32,23 @@ _HEAD_BYTES = 64 << 10  # the fields before "object" must fit in this
 _SMALL_BYTES = 16 << 10  # below this, a full json.loads costs less than the prefix and tail reads
 
 # kube-apiserver's order of the request fields before "object" (admission/v1 AdmissionRequest).
-_ORDER = {
-    name: index
-    for index, name in enumerate(
-        (
-            "uid",
-            "kind",
-            "resource",
-            "subResource",
-            "requestKind",
-            "requestResource",
-            "requestSubResource",
-            "name",
-            "namespace",
-            "operation",
-            "userInfo",
-        )
-    )
-}
+#: The ``request`` fields tracing reads, in kube-apiserver's Go struct order (``AdmissionRequest``):
+#: all but ``dryRun`` come before ``object``; ``object``, ``oldObject`` and ``options`` are skipped.
+REQUEST_FIELDS = (
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "dryRun",
+)
+_ORDER = {name: index for index, name in enumerate(REQUEST_FIELDS[:-1])}  # the prefix before "object"
 _ALWAYS_WRITTEN = frozenset({"uid", "kind", "resource", "operation", "userInfo"})  # no omitempty
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded
-from k8s_otel._review_reader import read_review_fields
+from k8s_otel._review_reader import REQUEST_FIELDS, read_review_fields
 from k8s_otel.conventions import format_group_version_kind, format_group_version_resource
 
 __all__ = [
@@ -41,22 +41,6 @@ _VERSIONS = (ADMISSION_V1, ADMISSION_V1BETA1)
 _KIND = "AdmissionReview"
 _MAX_SHOWN = 64
 _MAX_GROUPS = 64
-
-#: The ``request`` fields tracing reads; everything else (``object``, ``oldObject``, ``options``) is skipped.
-REQUEST_FIELDS = (
-    "uid",
-    "kind",
-    "resource",
-    "subResource",
-    "requestKind",
-    "requestResource",
-    "requestSubResource",
-    "name",
-    "namespace",
-    "operation",
-    "userInfo",
-    "dryRun",
-)
 
 
 def _shown(value: object) -> str:
