@@ -7,6 +7,7 @@ import base64
 import contextlib
 import copy
 import http.client
+import io
 import json
 import os
 import signal
@@ -705,3 +706,25 @@ def test_the_k8s_otel_stamp_command_serves_and_exports(
         process.wait(timeout=20)
     spans = otlp_receiver.wait_for_spans(1, timeout=10)
     assert any(s.name == "POST /stamp" and s.resource.get("service.name") == "stamp-cli" for s in spans)
+
+
+def test_a_chunked_review_is_read_to_its_end() -> None:
+    """A terminated input (chunked Transfer-Encoding) carries no CONTENT_LENGTH: read it all."""
+    provider, _ = recording_provider()
+    app = wsgi_app(tracer_provider=provider)
+    body = json.dumps(review("CREATE", deployment())).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/stamp",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRACEPARENT": APISERVER,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "wsgi.url_scheme": "https",
+    }
+    statuses: list[str] = []
+    result = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    answer = json.loads(b"".join(result))
+    getattr(result, "close", lambda: None)()
+    assert statuses == ["200 OK"]
+    assert stamp_in(answer).split("-")[1] == APISERVER.split("-")[1]

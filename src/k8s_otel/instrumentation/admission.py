@@ -32,7 +32,7 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from k8s_otel.admission import ReviewRequest
-from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer
+from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer, is_json_content_type
 
 __all__ = [
     "ROUTES_ENV",
@@ -87,14 +87,9 @@ def parse_routes(text: Optional[str]) -> RouteFilter:
     return RouteFilter(patterns=tuple(patterns), problems=tuple(problems))
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
 def looks_like_admission(method: str, content_type: Optional[str], path: str, routes: RouteFilter) -> bool:
     """kube-apiserver POSTs ``application/json`` AdmissionReviews; probes and the rest are left alone."""
-    return method == "POST" and content_type is not None and _is_json(content_type) and routes.allows(path)
+    return method == "POST" and is_json_content_type(content_type) and routes.allows(path)
 
 
 class _BorrowedSpan(Span):

@@ -38,6 +38,7 @@ from opentelemetry.context import Context
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, TRACESTATE_ANNOTATION
 from k8s_otel.propagation import TRACEPARENT, TRACESTATE, inject
 from k8s_otel.trust import TrustPolicy
+from k8s_otel.webhook.wsgi import _read_body
 
 __all__ = [
     "DEFAULT_PATH",
@@ -196,12 +197,13 @@ def _stamp_wsgi(path: str) -> Callable[[dict[str, Any], Callable[..., Any]], Ite
         elif method != "POST" or route != path:
             status, body, content_type = "404 Not Found", b'{"error":"not found"}', "application/json"
         else:
-            length_text = environ.get("CONTENT_LENGTH") or "0"
-            length = int(length_text) if length_text.isdigit() else -1
-            if not 0 <= length <= MAX_REVIEW_BYTES:
+            # The same body reading as the middleware's: a chunked (terminated) input is read to
+            # its end, a socket's short reads are continued.
+            received = _read_body(environ, MAX_REVIEW_BYTES)
+            if received is None:
                 status, body = "413 Request Entity Too Large", b'{"error":"the review is too large"}'
             else:
-                code, body = _answer(environ["wsgi.input"].read(length))
+                code, body = _answer(received)
                 status = "200 OK" if code == 200 else "400 Bad Request"
             content_type = "application/json"
         start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
