@@ -99,8 +99,8 @@ def stock_exporter(endpoint: str) -> SpanExporter:
 def our_exporter(endpoint: str) -> SpanExporter:
     """The chain ``configure()`` builds: retrying, fork-safe, healing."""
     from k8s_otel._export import ExportLedger, RetryingExporter
-    from k8s_otel.exporter import build_exporter
-    from k8s_otel.settings import resolve_settings
+    from k8s_otel._exporter import build_exporter
+    from k8s_otel._settings import resolve_settings
 
     exporter, _ = build_exporter(resolve_settings(endpoint=endpoint))
     assert exporter is not None

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8s_otel.config import TracingConfigurationError, parse_tracing_configuration
+from k8s_otel._config import TracingConfigurationError, parse_tracing_configuration
 
 NORMAL = "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: collector:4317\nsamplingRatePerMillion: 100\n"
 HOSTILE = {

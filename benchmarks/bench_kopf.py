@@ -37,7 +37,7 @@ from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrument
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-from k8s_otel.instrumentation.kopf import KopfInstrumentor
+from k8s_otel.instrumentation._kopf import KopfInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fake_apiserver import FakeAPIServer

@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fake_apiserver import FakeAPIServer

@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
-from k8s_otel.logs import disable_log_correlation, enable_log_correlation
+from k8s_otel._logs import disable_log_correlation, enable_log_correlation
 
 RECORDS = 1000
 Factory = Callable[..., logging.LogRecord]

@@ -9,8 +9,8 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from k8s_otel import propagation
-from k8s_otel.conventions import span_name
+from k8s_otel import _propagation as propagation
+from k8s_otel._conventions import span_name
 
 STOCK = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 CASES = {

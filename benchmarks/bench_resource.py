@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.resource.detector.containerid import ContainerResourceDetector
 from opentelemetry.sdk.resources import OTELResourceDetector
 
-from k8s_otel.resource import KubernetesResourceDetector
+from k8s_otel._resource import KubernetesResourceDetector
 
 POD = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "pods" / "containerd"
 ENVIRON = {

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from k8s_otel.sampling import PerMillionSampler
+from k8s_otel._sampling import PerMillionSampler
 
 RATE = 100  # per million: kube-apiserver's recommended order of magnitude
 IDS = [random.Random(7).getrandbits(128) for _ in range(1000)]

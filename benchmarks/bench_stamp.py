@@ -6,7 +6,7 @@ spans dropped), sampled (a sampled ``traceparent`` from kube-apiserver) and unsa
 - bare: the stamping logic written by hand, with a fixed traceparent and no tracing at all;
 - stock: the same hand-written app under contrib's ``OpenTelemetryMiddleware`` (WSGI), stamping the
   current span with the stock ``TraceContextTextMapPropagator``: what a user writes without us;
-- k8s_otel: ``k8s_otel.webhook.stamp.wsgi_app()``.
+- k8s_otel: ``k8s_otel.webhook._stamp.wsgi_app()``.
 
 Over HTTPS (50 admissions on one keep-alive connection to 127.0.0.1, TLS 1.3, a self-signed
 certificate): ``make_https_server`` with our app against the same server with the bare app (the
@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from k8s_otel.webhook.stamp import _HTTPSServer, _tls_context, wsgi_app
+from k8s_otel.webhook._stamp import _HTTPSServer, _tls_context, wsgi_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import interleaved

@@ -26,8 +26,8 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as StockA
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as StockWSGI
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from k8s_otel.sampling import PerMillionSampler
-from k8s_otel.trust import SampledParentBudget, TrustPolicy
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._trust import SampledParentBudget, TrustPolicy
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
 
 SIZES = {"1 KB": 1000, "100 KB": 100_000, "1 MiB": 1 << 20, "5 MiB": 5 << 20}
@@ -316,7 +316,7 @@ def readers(rounds: int) -> None:
 
         msgspec: Any = importlib.import_module("msgspec")  # only to compare: not a dependency
 
-        from k8s_otel.admission import REQUEST_FIELDS
+        from k8s_otel._admission import REQUEST_FIELDS
 
         request = msgspec.defstruct("Request", [(name, Any, None) for name in REQUEST_FIELDS])
         review = msgspec.defstruct(

@@ -36,8 +36,8 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 import k8s_otel
-from k8s_otel.instrumentation.kopf import DEFAULT_TRACEPARENT_ANNOTATION, KopfInstrumentor
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from k8s_otel.instrumentation._kopf import DEFAULT_TRACEPARENT_ANNOTATION, KopfInstrumentor
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 
 
 class NoRootClientSpans(Sampler):

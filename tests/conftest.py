@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 
 @pytest.fixture
@@ -36,6 +36,6 @@ def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
         }:
             monkeypatch.delenv(name, raising=False)
     # The sampled-parent budget is per process: each test starts with a full one, read from its env.
-    from k8s_otel.trust import reset_process_budget
+    from k8s_otel._trust import reset_process_budget
 
     reset_process_budget()

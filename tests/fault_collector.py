@@ -1,4 +1,4 @@
-"""A fault-injecting OTLP collector for tests, built on the real receiver (``k8s_otel.cli.receiver``).
+"""A fault-injecting OTLP collector for tests, built on the real receiver (``k8s_otel.cli._receiver``).
 
 Faults: ``down`` (nothing listens: connection refused), ``refusing`` (every Export answered with an
 error status), ``blackhole`` (accepts TCP, never answers), ``slow`` (answers late), ``restart`` on
@@ -19,7 +19,7 @@ from typing import Any, Optional
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from k8s_otel.cli.receiver import OTLPReceiver, _TraceService
+from k8s_otel.cli._receiver import OTLPReceiver, _TraceService
 
 __all__ = [
     "GO_DEFAULT_ENFORCEMENT",

@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from k8s_otel.admission import REQUEST_FIELDS
+from k8s_otel._admission import REQUEST_FIELDS
 
 GO_ORDER = [
     "uid", "kind", "resource", "subResource", "requestKind", "requestResource", "requestSubResource",

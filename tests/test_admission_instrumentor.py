@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.util._importlib_metadata import entry_points
 
-from k8s_otel.instrumentation.admission import (
+from k8s_otel.instrumentation._admission import (
     AdmissionInstrumentor,
     RouteFilter,
     looks_like_admission,
@@ -101,7 +101,7 @@ def test_instrument_and_uninstrument_a_real_flask_app(
     import flask
     import requests
 
-    from k8s_otel.instrumentation import admission
+    from k8s_otel.instrumentation import _admission as admission
     from recording import recording_provider
     from webhook_support import review, wsgi_server
 

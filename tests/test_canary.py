@@ -37,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import k8s_otel
 from k8s_otel.cli import main as cli_main
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 # Credential-looking canaries, one per way a secret is handed over.
 TOKEN = "dG9rZW4tY2FuYXJ5LTExMTExMTExMTE"  # a bearer token read from a file, trailing newline
@@ -296,8 +296,8 @@ def kopf_and_api_errors(capture: Capture) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from fake_cluster import FakeCluster
-    from k8s_otel.instrumentation.kopf import KopfInstrumentor
-    from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+    from k8s_otel.instrumentation._kopf import KopfInstrumentor
+    from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
     from test_instrumentation_kopf import EXAMPLES, Operator, example, wait_for
 
     handle = k8s_otel.configure(

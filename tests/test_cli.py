@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 TOKEN = "s3cr3t-t0ken"
 VALID = "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: localhost:4317\nsamplingRatePerMillion: 100\n"

@@ -13,8 +13,8 @@ import k8s_otel
 handle = k8s_otel.configure(install=False, endpoint="127.0.0.1:1", sampling_rate_per_million=1_000_000)
 with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
     pass
-import k8s_otel.webhook.wsgi, k8s_otel.webhook.handler, k8s_otel.propagation, k8s_otel.sampling
-import k8s_otel.config, k8s_otel.resource, k8s_otel.settings, k8s_otel.wiring, k8s_otel.admission
+import k8s_otel.webhook._wsgi, k8s_otel.webhook._handler, k8s_otel._propagation, k8s_otel._sampling
+import k8s_otel._config, k8s_otel._resource, k8s_otel._settings, k8s_otel._wiring, k8s_otel._admission
 handle.shutdown(0.1)
 print(json.dumps(sorted(name for name in sys.modules if name.startswith("k8s_otel"))))
 """
@@ -30,7 +30,7 @@ def test_library_never_imports_the_cli_package() -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
     )
     modules = json.loads(result.stdout.splitlines()[-1])
-    assert "k8s_otel.wiring" in modules  # the probe really ran the library
+    assert "k8s_otel._wiring" in modules  # the probe really ran the library
     assert [name for name in modules if name == "k8s_otel.cli" or name.startswith("k8s_otel.cli.")] == []
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
@@ -60,9 +60,9 @@ def test_version() -> None:
 @pytest.mark.parametrize(
     ("module", "blocked", "extra"),
     [
-        ("k8s_otel.webhook.flask", "flask", "flask"),
-        ("k8s_otel.instrumentation.kopf", "opentelemetry.instrumentation", "kopf"),
-        ("k8s_otel.instrumentation.kubernetes", "opentelemetry.instrumentation", "kubernetes"),
+        ("k8s_otel.webhook._flask", "flask", "flask"),
+        ("k8s_otel.instrumentation._kopf", "opentelemetry.instrumentation", "kopf"),
+        ("k8s_otel.instrumentation._kubernetes", "opentelemetry.instrumentation", "kubernetes"),
     ],
 )
 def test_a_missing_extra_is_named(module: str, blocked: str, extra: str) -> None:
@@ -83,7 +83,7 @@ def test_a_missing_extra_is_named(module: str, blocked: str, extra: str) -> None
 
 def test_the_fastapi_adapter_imports_without_fastapi() -> None:
     # It only needs ASGI: any Starlette or FastAPI app the user has brings its own framework.
-    result = run_without("fastapi,starlette", "import k8s_otel.webhook.fastapi; print('ok')")
+    result = run_without("fastapi,starlette", "import k8s_otel.webhook._fastapi; print('ok')")
     assert result.stdout == "ok\n", result.stderr
 
 

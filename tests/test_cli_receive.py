@@ -20,7 +20,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
 
@@ -107,7 +107,7 @@ SENDER = textwrap.dedent(
     """
     import sys
     import k8s_otel
-    from k8s_otel.propagation import extract, inject
+    from k8s_otel._propagation import extract, inject
     endpoint, protocol, service, traceparent = sys.argv[1:5]
     handle = k8s_otel.configure(
         install=False, endpoint=endpoint, protocol=protocol, sampling_rate_per_million=1_000_000,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from k8s_otel import _gourl
-from k8s_otel.config import (
+from k8s_otel._config import (
     TracingConfiguration,
     TracingConfigurationError,
     aggregate,

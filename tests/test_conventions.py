@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k8s_otel.conventions import (
+from k8s_otel._conventions import (
     RequestInfoError,
     clean_scope,
     format_group_version_kind,

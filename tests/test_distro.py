@@ -13,12 +13,12 @@ from zero_code import OTLPReceiver, distro_env, instrumented, one, read_report, 
 def test_entry_points_are_registered() -> None:
     distro = one(list(entry_points(group="opentelemetry_distro", name="k8s")))
     configurator = one(list(entry_points(group="opentelemetry_configurator", name="k8s")))
-    assert distro.value == "k8s_otel.distro:KubernetesDistro"
-    assert configurator.value == "k8s_otel.distro:KubernetesConfigurator"
+    assert distro.value == "k8s_otel._distro:KubernetesDistro"
+    assert configurator.value == "k8s_otel._distro:KubernetesConfigurator"
 
 
 def test_distro_alone_selects_the_k8s_configurator(monkeypatch: pytest.MonkeyPatch) -> None:
-    from k8s_otel.distro import KubernetesDistro
+    from k8s_otel._distro import KubernetesDistro
 
     monkeypatch.delenv("OTEL_PYTHON_CONFIGURATOR", raising=False)
     KubernetesDistro().configure()

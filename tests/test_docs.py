@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel.cli._receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -187,7 +187,7 @@ from k8s_otel.objects import inject_context, reconcile_span
 
 # (file, the block's first line) -> (prelude, check). Blocks not named here run as they are.
 SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
-    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook.flask"): (
+    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook"): (
         FLASK_APP,
         "assert app.wsgi_app is not None",
     ),
@@ -198,11 +198,11 @@ SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("README.md", "from k8s_otel.webhook import WSGIMiddleware, ASGIMiddleware"): (FLASK_APP, ""),
     ("controllers.md", "import kopf"): (
-        "from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor\n",
+        "from k8s_otel.instrumentation import KubernetesClientInstrumentor\n",
         "assert KopfInstrumentor().is_instrumented_by_opentelemetry",
     ),
     ("controllers.md", "KopfInstrumentor().instrument(traceparent"): (
-        "from k8s_otel.instrumentation.kopf import KopfInstrumentor\n",
+        "from k8s_otel.instrumentation import KopfInstrumentor\n",
         "",
     ),
     ("logging.md", "k8s_otel.configure(log_correlation=True)"): (
@@ -210,7 +210,7 @@ SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
         "record = logging.getLogger('x').makeRecord('x', 20, 'f', 1, 'm', (), None)\n"
         "assert record.otelTraceID == '' and record.trace_id == ''",
     ),
-    ("logging.md", "import logging\nfrom k8s_otel.logs import JSONFormatter"): (
+    ("logging.md", "import logging\nfrom k8s_otel import JSONFormatter"): (
         "import io, json, k8s_otel\nk8s_otel.configure(log_correlation=True, service_name='my-operator',"
         " sampling_rate_per_million=1000000)\n",
         "handler.stream = io.StringIO()\nlogging.getLogger().setLevel(logging.INFO)\n"
@@ -241,7 +241,7 @@ SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
         "[child] = api.created\nassert 'tracing.k8s.io/traceparent' in child['metadata']['annotations']",
     ),
     ("objects.md", "KubernetesClientInstrumentor().instrument(inject_object_context"): (
-        "from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor\n",
+        "from k8s_otel.instrumentation import KubernetesClientInstrumentor\n",
         "",
     ),
     ("propagation.md", "from opentelemetry import context as otel_context"): (
@@ -251,17 +251,17 @@ SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
         f"assert headers['traceparent'].split('-')[1] == '{TRACEPARENT.split('-')[1]}'\n"
         "assert headers['baggage'] == 'tenant=a'",
     ),
-    ("propagation.md", "from k8s_otel.trust import TrustPolicy, kube_apiserver_rule"): (
+    ("propagation.md", "from k8s_otel import TrustPolicy, kube_apiserver_rule"): (
         "def my_rule(caller):\n    return False\n",
         "",
     ),
-    ("propagation.md", "from k8s_otel.trust import Caller, TrustPolicy"): (
+    ("propagation.md", "from k8s_otel import Caller, TrustPolicy"): (
         FLASK_APP + "from k8s_otel.webhook import WSGIMiddleware\n",
-        "from k8s_otel.trust import Caller\n"
+        "from k8s_otel import Caller\n"
         "assert apiserver_over_mtls(Caller(peer_address=None, client_subject='CN=kube-apiserver,O=system:masters'))\n"
         "assert not apiserver_over_mtls(Caller(peer_address=None, client_subject='CN=kube-apiserver-impostor'))",
     ),
-    ("propagation.md", "from k8s_otel.trust import process_budget"): (
+    ("propagation.md", "from k8s_otel import process_budget"): (
         "",
         "assert process_budget().refused == 0 and process_budget().honoured == 0",
     ),
@@ -273,7 +273,7 @@ SNIPPETS: dict[tuple[str, str], tuple[str, str]] = {
 }
 # Blocks run piece by piece (split at blank lines), each piece with its own prelude.
 SPLIT: dict[tuple[str, str], list[str]] = {
-    ("webhooks.md", "from k8s_otel.webhook.flask import instrument_flask_app"): [
+    ("webhooks.md", "from k8s_otel.webhook import instrument_flask_app"): [
         FLASK_APP,
         "import fastapi\napp = fastapi.FastAPI()\n",
     ],
@@ -281,7 +281,7 @@ SPLIT: dict[tuple[str, str], list[str]] = {
 # Blocks that cannot run here, and why (each is still compiled).
 NOT_RUN = {
     # The quickstart: test_the_flask_quickstart_joins_the_caller_s_trace runs it against a receiver.
-    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook.flask"),
+    ("README.md", "import k8s_otel\nfrom k8s_otel.webhook"),
 }
 
 
@@ -356,8 +356,8 @@ def test_every_variable_the_code_reads_is_documented_and_every_documented_one_ex
 
 
 def test_configuration_md_states_the_defaults_the_code_uses() -> None:
-    from k8s_otel.settings import resolve_settings
-    from k8s_otel.trust import DEFAULT_SAMPLED_PARENTS_PER_SECOND
+    from k8s_otel._settings import resolve_settings
+    from k8s_otel._trust import DEFAULT_SAMPLED_PARENTS_PER_SECOND
 
     defaults = resolve_settings(environ={})
     http = resolve_settings(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
@@ -426,7 +426,7 @@ def test_webhooks_md_lists_every_option_with_the_default_the_code_uses() -> None
 
 
 def test_logging_md_shows_the_format_the_code_uses() -> None:
-    from k8s_otel.logs import DEFAULT_LOGGING_FORMAT
+    from k8s_otel._logs import DEFAULT_LOGGING_FORMAT
 
     logging_md = (ROOT / "docs" / "logging.md").read_text(encoding="utf-8")
     assert f"```\n{DEFAULT_LOGGING_FORMAT}\n```" in logging_md

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8s_otel.webhook.stamp import DEFAULT_PATH, make_https_server, parser
+from k8s_otel.webhook._stamp import DEFAULT_PATH, make_https_server, parser
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "examples" / "manifests"
 
@@ -46,13 +46,13 @@ def test_the_webhook_configuration_never_blocks_and_keeps_out_the_control_plane(
     )
 
 
-def test_the_deployment_runs_the_module_with_the_certificate_secret() -> None:
+def test_the_deployment_runs_the_stamp_command_with_the_certificate_secret() -> None:
     manifests = documents()
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     args = container["args"]
-    assert args[:3] == ["python", "-m", "k8s_otel.webhook.stamp"]
-    options = parser().parse_args(args[3:])
+    assert args[:2] == ["k8s-otel", "stamp"]
+    options = parser().parse_args(args[2:])
     assert (options.port, options.cert, options.key) == (8443, "/tls/tls.crt", "/tls/tls.key")
     [tls] = [v for v in pod["volumes"] if v["name"] == "tls"]
     assert tls["secret"]["secretName"] == manifests["Certificate"]["spec"]["secretName"]

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from k8s_otel.cli.receiver import OTLPReceiver
-from k8s_otel.config import (
+from k8s_otel._config import (
     load_tracing_configuration,
     parse_tracing_configuration,
     validate_tracing_configuration,
 )
+from k8s_otel.cli._receiver import OTLPReceiver
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MANIFESTS = EXAMPLES / "manifests"

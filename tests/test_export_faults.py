@@ -28,7 +28,7 @@ from k8s_otel._export import (
     RetryingExporter,
     describe,
 )
-from k8s_otel.wiring import TracingHandle
+from k8s_otel._wiring import TracingHandle
 
 TOKEN = "canary-t0ken-4f1e"
 

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 import k8s_otel
 from fault_collector import GO_DEFAULT_ENFORCEMENT, FaultReceiver, SilentProxy
 from k8s_otel._grpc_export import HealingOTLPSpanExporter
-from k8s_otel.wiring import TracingHandle
+from k8s_otel._wiring import TracingHandle
 
 
 @pytest.fixture

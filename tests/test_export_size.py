@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver
-from k8s_otel.wiring import DEFAULT_ATTRIBUTE_VALUE_LENGTH
+from k8s_otel._wiring import DEFAULT_ATTRIBUTE_VALUE_LENGTH
+from k8s_otel.cli._receiver import OTLPReceiver
 
 
 def test_a_5_mib_attribute_is_cut_by_the_default_length_limit(otlp_receiver: OTLPReceiver) -> None:

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.util._importlib_metadata import entry_points
 
-from k8s_otel.file_config import RATE_ENV, check_config_file, per_million_sampler, sampler_rate
+from k8s_otel._file_config import RATE_ENV, check_config_file, per_million_sampler, sampler_rate
 from zero_code import OTLPReceiver, distro_env, instrumented, one, read_report, stop
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "otel-config.yaml"

@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fake_cluster import FakeCluster
-from k8s_otel.cli.receiver import OTLPReceiver
-from k8s_otel.instrumentation.kopf import KopfInstrumentor
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from k8s_otel.cli._receiver import OTLPReceiver
+from k8s_otel.instrumentation._kopf import KopfInstrumentor
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 from test_instrumentation_kopf import EXAMPLES, Operator, example, wait_for
 
 CANARY = "canary-4f1e9b7d2c"

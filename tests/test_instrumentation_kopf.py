@@ -26,9 +26,9 @@ from opentelemetry.trace import StatusCode
 
 from fake_apiserver import pod
 from fake_cluster import FakeCluster
-from k8s_otel.instrumentation.kopf import KopfInstrumentor, check_annotation_name
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
-from k8s_otel.trust import Caller
+from k8s_otel._trust import Caller
+from k8s_otel.instrumentation._kopf import KopfInstrumentor, check_annotation_name
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 from recording import recording_provider
 
 EXAMPLES = ("kopf.dev", "v1", "kopfexamples")
@@ -862,7 +862,7 @@ def test_a_tracing_failure_never_reaches_the_handler(
 
 
 def test_the_docs_list_every_attribute_key_and_setting() -> None:
-    from k8s_otel.instrumentation import kopf as instrumentation
+    from k8s_otel.instrumentation import _kopf as instrumentation
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "controllers.md").read_text()
     # Attribute keys in the key column of a table, not just anywhere in the prose.
@@ -1082,7 +1082,7 @@ def test_with_sample_linked_a_stamped_objects_reconcile_is_recorded(cluster: Fak
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from k8s_otel.sampling import PerMillionSampler
+    from k8s_otel._sampling import PerMillionSampler
 
     memory = InMemorySpanExporter()
     provider = TracerProvider(sampler=PerMillionSampler(None, sample_linked=True))  # no root sampled

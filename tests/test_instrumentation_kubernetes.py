@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fake_apiserver import FakeAPIServer
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 from recording import recording_provider
 
 

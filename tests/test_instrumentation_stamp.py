@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from fake_cluster import FakeCluster
+from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 from k8s_otel.instrumentation._stamp import stamped_body
-from k8s_otel.instrumentation.kubernetes import KubernetesClientInstrumentor
 from k8s_otel.objects import TRACEPARENT_ANNOTATION
 from recording import recording_provider
 
@@ -424,7 +424,7 @@ def test_a_kopf_handler_stamps_the_child_it_creates_and_kopfs_own_patches_are_ne
 ) -> None:
     import kopf
 
-    from k8s_otel.instrumentation.kopf import KopfInstrumentor
+    from k8s_otel.instrumentation._kopf import KopfInstrumentor
     from test_instrumentation_kopf import EXAMPLES, Operator, example, wait_for
 
     provider, memory = recording_provider()

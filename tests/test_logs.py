@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from k8s_otel.logs import (
+from k8s_otel._logs import (
     DEFAULT_LOGGING_FORMAT,
     JSONFormatter,
     apply_log_correlation,

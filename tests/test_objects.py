@@ -344,8 +344,8 @@ def test_the_docs_name_every_key_and_variable() -> None:
     from pathlib import Path
 
     from k8s_otel import objects
+    from k8s_otel._sampling import SAMPLE_LINKED_ENV
     from k8s_otel.instrumentation._stamp import INJECT_OBJECT_CONTEXT_ENV
-    from k8s_otel.sampling import SAMPLE_LINKED_ENV
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "objects.md").read_text()
     names = [

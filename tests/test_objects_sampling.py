@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._wiring import TracingHandle
+from k8s_otel.cli._receiver import OTLPReceiver
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, reconcile_span
-from k8s_otel.sampling import PerMillionSampler
-from k8s_otel.wiring import TracingHandle
 
 SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01"
 
@@ -61,7 +61,7 @@ def test_configure_offers_sample_linked(
 def test_forced_linked_sampling_spends_the_sampled_parent_budget(
     otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, handles: list[TracingHandle]
 ) -> None:
-    from k8s_otel.trust import process_budget, reset_process_budget
+    from k8s_otel._trust import process_budget, reset_process_budget
 
     monkeypatch.setenv("K8S_OTEL_TRUSTED_SAMPLED_PARENTS_PER_SECOND", "0.001")  # a burst of one
     reset_process_budget()

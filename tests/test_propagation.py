@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from requests.structures import CaseInsensitiveDict
 
-from k8s_otel.propagation import (
+from k8s_otel._propagation import (
     KubernetesPropagator,
     extract,
     extract_from_values,

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from k8s_otel.cli.receiver import OTLPReceiver, ReceivedRequest, parse_otlp_json
+from k8s_otel.cli._receiver import OTLPReceiver, ReceivedRequest, parse_otlp_json
 
 
 def _export_grpc(receiver: OTLPReceiver, count: int = 1) -> None:

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver
-from k8s_otel.resource import KubernetesResourceDetector, parse_downward_labels, service_name_for
+from k8s_otel._resource import KubernetesResourceDetector, parse_downward_labels, service_name_for
+from k8s_otel.cli._receiver import OTLPReceiver
 
 PODS = Path(__file__).resolve().parent / "fixtures" / "pods"
 UID = "8f2b4c6e-1d3a-4b5c-9e7f-0a1b2c3d4e5f"

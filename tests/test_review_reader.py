@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 
 from k8s_otel import _review_reader
+from k8s_otel._admission import REQUEST_FIELDS, parse_review_request, review_request_from_document
 from k8s_otel._review_reader import read_review_fields
-from k8s_otel.admission import REQUEST_FIELDS, parse_review_request, review_request_from_document
 from review_strategies import GO_ORDER, reviews
 
 

@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from k8s_otel.sampling import (
+from k8s_otel._sampling import (
     PerMillionSampler,
     TraceIDRatioBased,
     go_trace_id_upper_bound,

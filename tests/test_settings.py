@@ -14,8 +14,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import k8s_otel
-from k8s_otel.settings import EffectiveSettings, HeaderValue, grpc_target, parse_headers, resolve_settings
-from k8s_otel.wiring import AlreadyConfiguredError, _same_or_raise
+from k8s_otel._settings import EffectiveSettings, HeaderValue, grpc_target, parse_headers, resolve_settings
+from k8s_otel._wiring import AlreadyConfiguredError, _same_or_raise
 
 TOKEN = "s3cr3t-t0ken"
 
@@ -671,7 +671,7 @@ def test_generated_environments_never_raise_and_never_show_a_credential(
 
 
 def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None:
-    from k8s_otel.exporter import _read
+    from k8s_otel._exporter import _read
 
     fifo = tmp_path / "ca.pem"
     os.mkfifo(fifo)

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from k8s_otel.propagation import extract
-from k8s_otel.sampling import PerMillionSampler
-from k8s_otel.trust import (
+from k8s_otel._propagation import extract
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._trust import (
     DEFAULT_SAMPLED_PARENTS_PER_SECOND,
     LINK,
     SAMPLED_PARENTS_ENV,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from k8s_otel.cli._receiver import ReceivedSpan
 from k8s_otel.cli._viewer import SpanFilter, TraceViewer, parse_filter
-from k8s_otel.cli.receiver import ReceivedSpan
 
 
 def span(trace: str, span_id: str, *, service: str = "svc", **attributes: object) -> ReceivedSpan:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from k8s_otel.cli._receiver import ReceivedSpan
 from k8s_otel.cli._waterfall import (
     ASCII,
     UNICODE,
@@ -20,7 +21,6 @@ from k8s_otel.cli._waterfall import (
     render_waterfall,
     trace_trees,
 )
-from k8s_otel.cli.receiver import ReceivedSpan
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = 1_764_600_000_000_000_000

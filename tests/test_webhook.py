@@ -16,9 +16,9 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
+from k8s_otel._wiring import TracingHandle
+from k8s_otel.cli._receiver import OTLPReceiver, ReceivedSpan
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
-from k8s_otel.wiring import TracingHandle
 from webhook_support import (
     SECRET_VALUE,
     FakeAPIServer,
@@ -547,7 +547,7 @@ def test_admission_handler_decorator() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from k8s_otel.sampling import PerMillionSampler
+    from k8s_otel._sampling import PerMillionSampler
     from k8s_otel.webhook import admission_handler
 
     memory = InMemorySpanExporter()
@@ -592,7 +592,7 @@ def test_admission_handler_decorator() -> None:
 def test_the_docs_list_every_attribute_key() -> None:
     from pathlib import Path
 
-    from k8s_otel.webhook import attribute_keys
+    from k8s_otel.webhook._core import attribute_keys
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
     # In the key column of an attribute table, not just anywhere: `name` and `kind` are common words.
@@ -628,7 +628,7 @@ def test_a_5_mib_name_does_not_lose_the_batch(
     otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     # One batch: the spans before and after the huge request must all arrive (gRPC's 4 MiB limit).
-    from k8s_otel.trust import SampledParentBudget, TrustPolicy
+    from k8s_otel._trust import SampledParentBudget, TrustPolicy
 
     policy = TrustPolicy("trust", budget=SampledParentBudget(1000))
     middleware = WSGIMiddleware(make_wsgi_app(webhook_tracing.tracer_provider),
@@ -742,7 +742,7 @@ def test_a_client_disconnect_is_the_same_under_wsgi_and_asgi(
     import socket
     import time
 
-    from k8s_otel.trust import SampledParentBudget, TrustPolicy
+    from k8s_otel._trust import SampledParentBudget, TrustPolicy
 
     options: dict[str, Any] = {
         "tracer_provider": sampled_handle.tracer_provider,

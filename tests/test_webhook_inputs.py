@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from k8s_otel._admission import check_review_response, parse_review_request
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH
-from k8s_otel.admission import check_review_response, parse_review_request
-from k8s_otel.sampling import PerMillionSampler
-from k8s_otel.trust import SampledParentBudget, TrustPolicy
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._trust import SampledParentBudget, TrustPolicy
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware, admission_handler
 from webhook_support import SECRET_VALUE, review
 
@@ -615,7 +615,7 @@ def test_flask_spans_are_named_after_the_route_without_a_request_hook(
 ) -> None:
     import flask
 
-    from k8s_otel.webhook.flask import instrument_flask_app
+    from k8s_otel.webhook._flask import instrument_flask_app
 
     provider, memory = recorded
     app = flask.Flask("example")

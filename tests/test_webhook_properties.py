@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from k8s_otel import _review_reader
-from k8s_otel.sampling import PerMillionSampler
-from k8s_otel.trust import SampledParentBudget, TrustPolicy
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._trust import SampledParentBudget, TrustPolicy
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
 from review_strategies import reviews
 

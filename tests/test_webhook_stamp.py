@@ -29,9 +29,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from k8s_otel.admission import check_review_response, parse_review_request
+from k8s_otel._admission import check_review_response, parse_review_request
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, TRACESTATE_ANNOTATION
-from k8s_otel.webhook.stamp import asgi_app, make_https_server, stamp_review, wsgi_app
+from k8s_otel.webhook._stamp import asgi_app, make_https_server, stamp_review, wsgi_app
 from recording import recording_provider
 
 FIXTURES = Path(__file__).parent / "fixtures" / "admission"
@@ -518,7 +518,7 @@ def test_plain_http_and_a_failed_handshake_do_not_stop_the_server(https: tuple[A
 
 def test_serve_https_runs_until_sigterm(certificate: tuple[str, str]) -> None:
     script = (
-        "import sys; from k8s_otel.webhook.stamp import serve_https\n"
+        "import sys; from k8s_otel.webhook._stamp import serve_https\n"
         "serve_https('127.0.0.1', 0, sys.argv[1], sys.argv[2], ready=lambda a: print(a[1], flush=True))\n"
         "print('stopped', flush=True)\n"
     )

@@ -25,10 +25,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import k8s_otel
-from k8s_otel.cli.receiver import OTLPReceiver
-from k8s_otel.exporter import build_exporter
-from k8s_otel.settings import Setting, resolve_settings
-from k8s_otel.wiring import TracingHandle
+from k8s_otel._exporter import build_exporter
+from k8s_otel._settings import Setting, resolve_settings
+from k8s_otel._wiring import TracingHandle
+from k8s_otel.cli._receiver import OTLPReceiver
 
 TOKEN = "s3cr3t-t0ken"
 LOW_64 = (1 << 64) - 1
@@ -331,7 +331,7 @@ def test_second_call_returns_the_same_handle_or_raises(otlp_receiver: OTLPReceiv
         assert len(h1.tracer_provider._active_span_processor._span_processors) == 1
         try:
             k8s_otel.configure(endpoint="other:4317", headers={{"x-token": "changed"}})
-        except k8s_otel.wiring.AlreadyConfiguredError as error:
+        except k8s_otel._wiring.AlreadyConfiguredError as error:
             print(error)
         """
     )

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
+from k8s_otel.cli._receiver import OTLPReceiver, ReceivedSpan
 
 __all__ = ["OTLPReceiver", "ReceivedSpan", "distro_env", "instrumented", "read_report", "stop"]
 

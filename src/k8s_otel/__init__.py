@@ -1,63 +1,86 @@
 """OpenTelemetry for Python Kubernetes controllers and admission webhooks.
 
 Spans made here sit inside kube-apiserver's traces, with the same sampling, span names and
-attributes as the Kubernetes components. Heavy modules (gRPC, the exporter) load only when
-``configure`` is first used, so ``import k8s_otel`` stays cheap on a webhook's start-up path.
+attributes as the Kubernetes components. Everything a user imports is named here (and in the
+``webhook``, ``instrumentation`` and ``objects`` packages); modules starting with ``_`` are private.
+Heavy modules (gRPC, the exporter) load only when first used, so ``import k8s_otel`` stays cheap on
+a webhook's start-up path.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from k8s_otel._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyConfiguredError",
+    "Caller",
     "EffectiveSettings",
     "ExportStatistics",
+    "JSONFormatter",
+    "KubernetesPropagator",
+    "KubernetesResourceDetector",
     "PerMillionSampler",
+    "SampledParentBudget",
     "Setting",
     "TracingConfiguration",
     "TracingConfigurationError",
     "TracingHandle",
+    "TrustPolicy",
     "__version__",
     "configure",
+    "disable_log_correlation",
+    "enable_log_correlation",
+    "extract",
+    "inject",
+    "kube_apiserver_rule",
     "load_tracing_configuration",
+    "process_budget",
     "validate_tracing_configuration",
 ]
 
-_LAZY = {
-    "PerMillionSampler": "k8s_otel.sampling",
-    "TracingConfiguration": "k8s_otel.config",
-    "TracingConfigurationError": "k8s_otel.config",
-    "load_tracing_configuration": "k8s_otel.config",
-    "validate_tracing_configuration": "k8s_otel.config",
-    "configure": "k8s_otel.wiring",
-    "TracingHandle": "k8s_otel.wiring",
-    "AlreadyConfiguredError": "k8s_otel.wiring",
-    "ExportStatistics": "k8s_otel.wiring",
-    "EffectiveSettings": "k8s_otel.settings",
-    "Setting": "k8s_otel.settings",
+_EXPORTS = {
+    "AlreadyConfiguredError": "k8s_otel._wiring",
+    "Caller": "k8s_otel._trust",
+    "EffectiveSettings": "k8s_otel._settings",
+    "ExportStatistics": "k8s_otel._wiring",
+    "JSONFormatter": "k8s_otel._logs",
+    "KubernetesPropagator": "k8s_otel._propagation",
+    "KubernetesResourceDetector": "k8s_otel._resource",
+    "PerMillionSampler": "k8s_otel._sampling",
+    "SampledParentBudget": "k8s_otel._trust",
+    "Setting": "k8s_otel._settings",
+    "TracingConfiguration": "k8s_otel._config",
+    "TracingConfigurationError": "k8s_otel._config",
+    "TracingHandle": "k8s_otel._wiring",
+    "TrustPolicy": "k8s_otel._trust",
+    "configure": "k8s_otel._wiring",
+    "disable_log_correlation": "k8s_otel._logs",
+    "enable_log_correlation": "k8s_otel._logs",
+    "extract": "k8s_otel._propagation",
+    "inject": "k8s_otel._propagation",
+    "kube_apiserver_rule": "k8s_otel._trust",
+    "load_tracing_configuration": "k8s_otel._config",
+    "process_budget": "k8s_otel._trust",
+    "validate_tracing_configuration": "k8s_otel._config",
 }
 
+__getattr__ = lazy_exports(__name__, {name: (module, name) for name, module in _EXPORTS.items()})
+
 if TYPE_CHECKING:
-    from k8s_otel.config import (
+    from k8s_otel._config import (
         TracingConfiguration,
         TracingConfigurationError,
         load_tracing_configuration,
         validate_tracing_configuration,
     )
-    from k8s_otel.sampling import PerMillionSampler
-    from k8s_otel.settings import EffectiveSettings, Setting
-    from k8s_otel.wiring import AlreadyConfiguredError, ExportStatistics, TracingHandle, configure
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'k8s_otel' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+    from k8s_otel._logs import JSONFormatter, disable_log_correlation, enable_log_correlation
+    from k8s_otel._propagation import KubernetesPropagator, extract, inject
+    from k8s_otel._resource import KubernetesResourceDetector
+    from k8s_otel._sampling import PerMillionSampler
+    from k8s_otel._settings import EffectiveSettings, Setting
+    from k8s_otel._trust import Caller, SampledParentBudget, TrustPolicy, kube_apiserver_rule, process_budget
+    from k8s_otel._wiring import AlreadyConfiguredError, ExportStatistics, TracingHandle, configure

@@ -27,16 +27,13 @@ from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
 from k8s_otel import __version__
+from k8s_otel._conventions import API_GROUP, API_VERSION, NAME, UID
 from k8s_otel._errors import bounded, record_error, record_messages_from_env
-from k8s_otel.conventions import API_GROUP, API_VERSION, NAME, UID
-from k8s_otel.propagation import BAGGAGE, TRACEPARENT, TRACESTATE, extract_from_values, inject
+from k8s_otel._propagation import BAGGAGE, TRACEPARENT, TRACESTATE, extract_from_values, inject
 
 __all__ = [
     "ANNOTATION_PREFIX",
     "BAGGAGE_ANNOTATION",
-    "K8S_NAMESPACE_NAME",
-    "LINK_ANNOTATION",
-    "SCOPE",
     "TRACEPARENT_ANNOTATION",
     "TRACESTATE_ANNOTATION",
     "AnnotationCarrier",
@@ -44,14 +41,12 @@ __all__ = [
     "annotation_setter",
     "extract_context",
     "inject_context",
-    "object_identity",
     "reconcile_span",
-    "semconv_prefix",
     "start_reconcile_span",
     "stored_span_context",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.objects")
 
 SCOPE = "k8s_otel.objects"
 ANNOTATION_PREFIX = "tracing.k8s.io/"

@@ -8,7 +8,7 @@ import sys
 from opentelemetry import trace
 
 import k8s_otel
-from k8s_otel.logs import JSONFormatter
+from k8s_otel._logs import JSONFormatter
 
 
 def main(endpoint: str) -> None:

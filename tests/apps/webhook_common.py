@@ -27,7 +27,7 @@ def decide(review: dict[str, Any], *, bad_uid: bool = False) -> dict[str, Any]:
 
 
 def instrument_in_order(contrib: Callable[[], Any]) -> None:
-    from k8s_otel.instrumentation.admission import AdmissionInstrumentor
+    from k8s_otel.instrumentation._admission import AdmissionInstrumentor
 
     if MODE == "contrib-first":
         contrib().instrument()

@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, TextIO
 
+from k8s_otel._config import TracingConfigurationError, load_tracing_configuration
+from k8s_otel._sampling import validate_samples_per_million
 from k8s_otel.cli._common import UserError, as_json
 from k8s_otel.cli._doctor import run_doctor
 from k8s_otel.cli._receive import add_arguments as add_receive_arguments
 from k8s_otel.cli._receive import run_receive
-from k8s_otel.config import TracingConfigurationError, load_tracing_configuration
-from k8s_otel.sampling import validate_samples_per_million
 
 __all__ = ["main"]
 
@@ -26,8 +26,8 @@ __all__ = ["main"]
 
 def _is_otel_config_file(path: str) -> bool:
     """An SDK configuration file (``OTEL_CONFIG_FILE``) has ``file_format`` at the top level."""
+    from k8s_otel._config import MAX_FILE_BYTES, load_yaml_documents
     from k8s_otel._files import read_regular_file
-    from k8s_otel.config import MAX_FILE_BYTES, load_yaml_documents
 
     try:
         documents = load_yaml_documents(read_regular_file(path, MAX_FILE_BYTES)[:MAX_FILE_BYTES])
@@ -41,7 +41,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = 0
     for path in args.files:
         if _is_otel_config_file(path):
-            from k8s_otel.file_config import check_config_file
+            from k8s_otel._file_config import check_config_file
 
             report = check_config_file(path)
             results.append(
@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_receive_arguments(receive)
 
-    from k8s_otel.webhook import stamp as stamp_webhook
+    from k8s_otel.webhook import _stamp as stamp_webhook
 
     stamp = command(
         "stamp",
@@ -236,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 def _stamp(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import ssl
 
-    from k8s_otel.webhook import stamp as stamp_webhook
+    from k8s_otel.webhook import _stamp as stamp_webhook
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: not a TCP port (0 to 65535)")

@@ -1,7 +1,7 @@
 """Can spans leave? What ``doctor`` and ``demo`` both ask before they say "ok" or "exported to".
 
 ``exporter_refusal`` asks the very function ``configure()`` uses to build its exporter
-(``k8s_otel.exporter.build_exporter``); ``check_connection`` opens a connection the way the
+(``k8s_otel._exporter.build_exporter``); ``check_connection`` opens a connection the way the
 exporter would, and gives up at once on a refused connection instead of waiting out the timeout.
 """
 
@@ -12,7 +12,7 @@ import threading
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from k8s_otel.settings import GRPC, EffectiveSettings
+from k8s_otel._settings import GRPC, EffectiveSettings
 
 __all__ = ["check_connection", "export_failure", "exporter_refusal"]
 
@@ -21,7 +21,7 @@ def exporter_refusal(settings: EffectiveSettings) -> Optional[str]:
     """Why ``configure()`` with these settings would export nothing, or None when it would export."""
     if settings.sdk_disabled.value:
         return None
-    from k8s_otel.exporter import build_exporter
+    from k8s_otel._exporter import build_exporter
 
     exporter, refusal = build_exporter(settings)
     if exporter is not None:

@@ -27,8 +27,13 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 import k8s_otel
-from k8s_otel.admission import format_group_version_resource
+from k8s_otel._admission import format_group_version_resource
+from k8s_otel._config import load_tracing_configuration
+from k8s_otel._conventions import span_name
+from k8s_otel._propagation import inject
+from k8s_otel._settings import resolve_settings
 from k8s_otel.cli._collector import export_failure
+from k8s_otel.cli._receiver import OTLPReceiver, ReceivedSpan
 from k8s_otel.cli._waterfall import (
     DEFAULT_WIDTH,
     Charset,
@@ -38,12 +43,7 @@ from k8s_otel.cli._waterfall import (
     span_as_dict,
     trace_trees,
 )
-from k8s_otel.cli.receiver import OTLPReceiver, ReceivedSpan
-from k8s_otel.config import load_tracing_configuration
-from k8s_otel.conventions import span_name
-from k8s_otel.propagation import inject
-from k8s_otel.settings import resolve_settings
-from k8s_otel.webhook.wsgi import WSGIMiddleware
+from k8s_otel.webhook._wsgi import WSGIMiddleware
 
 __all__ = ["APIServerSimulator", "DemoRun", "asynchronous_half", "example_webhook", "run_demo"]
 

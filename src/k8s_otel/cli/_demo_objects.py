@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 from opentelemetry import trace
 
-from k8s_otel.propagation import TRACEPARENT, inject
-from k8s_otel.webhook.stamp import DEFAULT_PATH, wsgi_app
+from k8s_otel._propagation import TRACEPARENT, inject
+from k8s_otel.webhook._stamp import DEFAULT_PATH, wsgi_app
 
 __all__ = ["exported_span_count", "run_async_demo"]
 

@@ -1,7 +1,7 @@
 """``k8s-otel doctor``: the effective settings, where each came from, and what would go wrong.
 
 It decides what ``configure()`` would export with the very function ``configure()`` uses
-(``k8s_otel.exporter.build_exporter``, through ``_collector.exporter_refusal``), so that it can never say "ok" where no span would leave.
+(``k8s_otel._exporter.build_exporter``, through ``_collector.exporter_refusal``), so that it can never say "ok" where no span would leave.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[st
             )
     config_file = environ.get("OTEL_CONFIG_FILE", "").strip()
     if config_file:
-        from k8s_otel.file_config import check_config_file
+        from k8s_otel._file_config import check_config_file
 
         report = check_config_file(config_file, dict(environ))
         findings.append(
@@ -72,7 +72,7 @@ def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[st
 
 
 def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from k8s_otel.settings import resolve_settings
+    from k8s_otel._settings import resolve_settings
 
     try:
         settings = resolve_settings(endpoint=args.endpoint, config_file=args.config_file)
@@ -93,7 +93,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     findings.append(("note", f"lost spans: {WHERE_TO_LOOK}"))
     broken = any(level == "error" for level, _ in findings)
-    from k8s_otel.resource import KubernetesResourceDetector
+    from k8s_otel._resource import KubernetesResourceDetector
 
     detected = dict(KubernetesResourceDetector().detect().attributes)
     if args.json:

@@ -13,9 +13,9 @@ import threading
 from typing import TextIO
 
 from k8s_otel.cli._common import UserError, as_json
+from k8s_otel.cli._receiver import OTLPReceiver, ReceivedRequest, ReceivedSpan
 from k8s_otel.cli._viewer import SpanFilter, TraceViewer, parse_filter
 from k8s_otel.cli._waterfall import Charset, render_waterfall, span_as_dict
-from k8s_otel.cli.receiver import OTLPReceiver, ReceivedRequest, ReceivedSpan
 
 __all__ = ["is_loopback", "run_receive"]
 

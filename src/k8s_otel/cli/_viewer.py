@@ -17,11 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from k8s_otel.cli.receiver import ReceivedSpan
+from k8s_otel.cli._receiver import ReceivedSpan
 
 __all__ = ["DEFAULT_SETTLE", "SpanFilter", "TraceViewer", "parse_filter"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.cli.viewer")
 
 #: Seconds a trace must be quiet before it is shown.
 DEFAULT_SETTLE = 2.0

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, TextIO
 
-from k8s_otel.cli.receiver import ReceivedSpan
+from k8s_otel.cli._receiver import ReceivedSpan
 
 __all__ = [
     "DEFAULT_WIDTH",

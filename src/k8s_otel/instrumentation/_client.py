@@ -18,8 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from k8s_otel._errors import record_error
-from k8s_otel.conventions import (
+from k8s_otel._conventions import (
     API_GROUP,
     API_VERSION,
     NAME,
@@ -32,8 +31,9 @@ from k8s_otel.conventions import (
     parse_request_info,
     span_name_from_request_info,
 )
+from k8s_otel._errors import record_error
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.instrumentation.client")
 
 
 class CallSpans(Protocol):

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Optional
 
-from k8s_otel.conventions import RequestInfoError, parse_request_info
+from k8s_otel._conventions import RequestInfoError, parse_request_info
 from k8s_otel.objects import TRACEPARENT_ANNOTATION
 
 __all__ = ["INJECT_OBJECT_CONTEXT_ENV", "stamped_body"]

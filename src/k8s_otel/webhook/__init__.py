@@ -1,36 +1,48 @@
 """Admission webhook instrumentation: one line, and the webhook's spans sit in kube-apiserver's trace.
 
 ``WSGIMiddleware`` and ``ASGIMiddleware`` wrap any app; ``admission_handler`` decorates a plain
-``handler(review) -> review``; ``k8s_otel.webhook.flask`` and ``k8s_otel.webhook.fastapi`` hold the
-framework helpers. Importing this package never imports a web framework.
+``handler(review) -> review``; ``instrument_flask_app`` and ``instrument_fastapi_app`` wrap a
+framework's app. The ``stamp_*`` names are the mutating webhook that writes trace context onto
+objects (KEP-5915). Importing this package never imports a web framework.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__all__ = ["ASGIMiddleware", "WSGIMiddleware", "admission_handler", "attribute_keys"]
+from k8s_otel._lazy import lazy_exports
 
-_LAZY = {
-    "ASGIMiddleware": "k8s_otel.webhook.asgi",
-    "WSGIMiddleware": "k8s_otel.webhook.wsgi",
-    "admission_handler": "k8s_otel.webhook.handler",
-    "attribute_keys": "k8s_otel.webhook._core",
-}
+__all__ = [
+    "ASGIMiddleware",
+    "WSGIMiddleware",
+    "admission_handler",
+    "instrument_fastapi_app",
+    "instrument_flask_app",
+    "stamp_asgi_app",
+    "stamp_review",
+    "stamp_wsgi_app",
+]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ASGIMiddleware": ("k8s_otel.webhook._asgi", "ASGIMiddleware"),
+        "WSGIMiddleware": ("k8s_otel.webhook._wsgi", "WSGIMiddleware"),
+        "admission_handler": ("k8s_otel.webhook._handler", "admission_handler"),
+        "instrument_fastapi_app": ("k8s_otel.webhook._fastapi", "instrument_fastapi_app"),
+        "instrument_flask_app": ("k8s_otel.webhook._flask", "instrument_flask_app"),
+        "stamp_asgi_app": ("k8s_otel.webhook._stamp", "asgi_app"),
+        "stamp_review": ("k8s_otel.webhook._stamp", "stamp_review"),
+        "stamp_wsgi_app": ("k8s_otel.webhook._stamp", "wsgi_app"),
+    },
+)
 
 if TYPE_CHECKING:
-    from k8s_otel.webhook._core import attribute_keys
-    from k8s_otel.webhook.asgi import ASGIMiddleware
-    from k8s_otel.webhook.handler import admission_handler
-    from k8s_otel.webhook.wsgi import WSGIMiddleware
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'k8s_otel.webhook' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+    from k8s_otel.webhook._asgi import ASGIMiddleware
+    from k8s_otel.webhook._fastapi import instrument_fastapi_app
+    from k8s_otel.webhook._flask import instrument_flask_app
+    from k8s_otel.webhook._handler import admission_handler
+    from k8s_otel.webhook._stamp import asgi_app as stamp_asgi_app
+    from k8s_otel.webhook._stamp import stamp_review
+    from k8s_otel.webhook._stamp import wsgi_app as stamp_wsgi_app
+    from k8s_otel.webhook._wsgi import WSGIMiddleware

@@ -20,11 +20,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
+from k8s_otel._admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
+from k8s_otel._conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
-from k8s_otel.admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
-from k8s_otel.conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
-from k8s_otel.propagation import extract_from_values
-from k8s_otel.trust import Caller, TrustPolicy
+from k8s_otel._propagation import extract_from_values
+from k8s_otel._trust import Caller, TrustPolicy
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookMiddleware", "WebhookTracer", "attribute_keys"]
 

@@ -10,7 +10,7 @@ instead, which loses the last four.
 What the stock configurator does besides traces keeps its meaning: ``OTEL_METRICS_EXPORTER`` and
 ``OTEL_LOGS_EXPORTER`` set up the SDK's meter and logger providers, ``OTEL_PROPAGATORS`` chooses the
 propagators (unset: ``KubernetesPropagator``), and with ``OTEL_CONFIG_FILE`` set the SDK's file
-configuration runs instead of all of this (``k8s_otel.file_config``).
+configuration runs instead of all of this (``k8s_otel._file_config``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 __all__ = ["CONFIGURATOR_NAME", "DISTRO_NAME", "KubernetesConfigurator", "KubernetesDistro"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.distro")
 
 DISTRO_NAME = "k8s"
 CONFIGURATOR_NAME = "k8s"
@@ -70,7 +70,7 @@ class KubernetesConfigurator(_OTelSDKConfigurator):
             # The declarative file replaces every variable, ours included: the SDK reads it, and
             # k8s-otel takes part through its entry points (sampler, detector, propagator).
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
-            from k8s_otel.logs import apply_log_correlation
+            from k8s_otel._logs import apply_log_correlation
 
             apply_log_correlation(None)  # the contrib variable, not the SDK's: the file does not cover it
             return
@@ -110,7 +110,7 @@ def _install_propagator() -> None:
         return  # opentelemetry.propagate built it from the variable at import
     from opentelemetry.propagate import set_global_textmap
 
-    from k8s_otel.propagation import KubernetesPropagator
+    from k8s_otel._propagation import KubernetesPropagator
 
     set_global_textmap(KubernetesPropagator())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from k8s_otel.webhook.asgi import ASGIMiddleware
+from k8s_otel.webhook._asgi import ASGIMiddleware
 
 __all__ = ["instrument_fastapi_app"]
 

@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from k8s_otel.sampling import PerMillionSampler, parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import PerMillionSampler, parse_samples_per_million, validate_samples_per_million
 
 __all__ = [
     "RATE_ENV",
@@ -39,7 +39,7 @@ __all__ = [
     "per_million_sampler",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.file_config")
 
 SAMPLER_NAME = "k8s_per_million"
 RATE_ENV = "K8S_OTEL_SAMPLING_RATE_PER_MILLION"
@@ -73,7 +73,7 @@ def sampler_rate(
             problems.append(f"sampler property sampling_rate_per_million: {error}")
     config_path = env.get(TRACING_CONFIG_ENV, "").strip()
     if config_path:
-        from k8s_otel.config import (
+        from k8s_otel._config import (
             TracingConfigurationError,
             load_tracing_configuration,
             validate_tracing_configuration,
@@ -189,8 +189,8 @@ def check_config_file(
     """
     shown = os.fspath(path)
     report = FileConfigReport(shown)
+    from k8s_otel._config import MAX_FILE_BYTES, TracingConfigurationError, load_yaml_documents
     from k8s_otel._files import read_regular_file
-    from k8s_otel.config import MAX_FILE_BYTES, TracingConfigurationError, load_yaml_documents
 
     try:
         data = read_regular_file(shown, MAX_FILE_BYTES)  # a FIFO or a device never blocks

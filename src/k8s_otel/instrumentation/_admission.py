@@ -31,7 +31,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from k8s_otel.admission import ReviewRequest
+from k8s_otel._admission import ReviewRequest
 from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer, is_json_content_type
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "parse_routes",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.instrumentation.admission")
 
 ROUTES_ENV = "K8S_OTEL_ADMISSION_ROUTES"
 WEBHOOK_TYPE_ENV = "K8S_OTEL_ADMISSION_WEBHOOK_TYPE"
@@ -188,7 +188,7 @@ def _flask_wsgi_app(
         )
         middleware = instance.__dict__.get(_MIDDLEWARE_KEY) if wanted else None
         if wanted and middleware is None:
-            from k8s_otel.webhook.wsgi import WSGIMiddleware
+            from k8s_otel.webhook._wsgi import WSGIMiddleware
 
             middleware = WSGIMiddleware(wrapped)
             _tracer_for(middleware)
@@ -235,7 +235,7 @@ class _AdmissionASGI:
     """Sends AdmissionReview-looking HTTP requests through ASGIMiddleware, everything else past it."""
 
     def __init__(self, app: Any) -> None:
-        from k8s_otel.webhook.asgi import ASGIMiddleware
+        from k8s_otel.webhook._asgi import ASGIMiddleware
 
         self.app = app
         self.middleware = ASGIMiddleware(app)

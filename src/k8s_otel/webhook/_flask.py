@@ -12,7 +12,7 @@ except ImportError as error:
     raise missing_extra("flask", error) from None
 
 
-from k8s_otel.webhook.wsgi import WSGIMiddleware
+from k8s_otel.webhook._wsgi import WSGIMiddleware
 
 __all__ = ["instrument_flask_app"]
 

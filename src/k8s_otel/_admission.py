@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from k8s_otel._conventions import format_group_version_kind, format_group_version_resource
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded
 from k8s_otel._review_reader import REQUEST_FIELDS, read_review_fields
-from k8s_otel.conventions import format_group_version_kind, format_group_version_resource
 
 __all__ = [
     "ADMISSION_V1",

@@ -35,10 +35,10 @@ from typing import Any, Callable, Optional, Union
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from k8s_otel._propagation import TRACEPARENT, TRACESTATE, inject
+from k8s_otel._trust import TrustPolicy
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, TRACESTATE_ANNOTATION
-from k8s_otel.propagation import TRACEPARENT, TRACESTATE, inject
-from k8s_otel.trust import TrustPolicy
-from k8s_otel.webhook.wsgi import _read_body
+from k8s_otel.webhook._wsgi import _read_body
 
 __all__ = [
     "DEFAULT_PATH",
@@ -50,7 +50,7 @@ __all__ = [
     "wsgi_app",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.webhook.stamp")
 
 DEFAULT_PATH = "/stamp"
 #: Larger reviews are allowed unstamped without being parsed (etcd objects are at most about 1.5 MiB,
@@ -222,7 +222,7 @@ def wsgi_app(
 
     POST ``path`` takes an AdmissionReview; GET ``/healthz``, ``/readyz``, ``/livez`` answer ``ok``.
     """
-    from k8s_otel.webhook.wsgi import WSGIMiddleware
+    from k8s_otel.webhook._wsgi import WSGIMiddleware
 
     app = _stamp_wsgi(path)
     return WSGIMiddleware(app, **_middleware_options(tracer_provider, trust))
@@ -235,7 +235,7 @@ def asgi_app(
     trust: Union[TrustPolicy, str] = "trust",
 ) -> Any:
     """The stamping webhook as an ASGI app (uvicorn, hypercorn), inside ``ASGIMiddleware``."""
-    from k8s_otel.webhook.asgi import ASGIMiddleware
+    from k8s_otel.webhook._asgi import ASGIMiddleware
 
     async def app(
         scope: MutableMapping[str, Any],
@@ -486,7 +486,7 @@ def serve_https(
 
 
 def add_arguments(parser: Any) -> Any:
-    """The options of ``python -m k8s_otel.webhook.stamp`` and ``k8s-otel stamp``, on ``parser``."""
+    """The options of ``python -m k8s_otel.webhook._stamp`` and ``k8s-otel stamp``, on ``parser``."""
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, as in a pod)")
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--cert", required=True, help="PEM certificate (tls.crt of the Secret)")
@@ -496,12 +496,12 @@ def add_arguments(parser: Any) -> Any:
 
 
 def parser() -> Any:
-    """The command line of ``python -m k8s_otel.webhook.stamp``."""
+    """The command line of ``python -m k8s_otel.webhook._stamp``."""
     import argparse
 
     return add_arguments(
         argparse.ArgumentParser(
-            prog="python -m k8s_otel.webhook.stamp",
+            prog="python -m k8s_otel.webhook._stamp",
             description="Serve the KEP-5915 stamping mutating admission webhook over HTTPS.",
         )
     )
@@ -516,11 +516,3 @@ def run(options: Any) -> int:
     serve_https(options.host, options.port, options.cert, options.key, path=options.path)
     return 0
 
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m k8s_otel.webhook.stamp --cert tls.crt --key tls.key``: configure tracing, serve."""
-    return run(parser().parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
+from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
 from k8s_otel._headers import (
     HeaderPairs,
     HeadersInput,
@@ -30,8 +31,7 @@ from k8s_otel._headers import (
     parse_headers,
 )
 from k8s_otel._redact import excerpt, split_userinfo
-from k8s_otel.config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
-from k8s_otel.sampling import parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import parse_samples_per_million, validate_samples_per_million
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -44,7 +44,7 @@ __all__ = [
     "resolve_settings",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.settings")
 
 T = TypeVar("T")
 

@@ -22,11 +22,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from k8s_otel._export import ExportFailure
 from k8s_otel._files import read_regular_file
-from k8s_otel.settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
+from k8s_otel._settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.exporter")
 
 
 class ForkSafeExporter(SpanExporter):

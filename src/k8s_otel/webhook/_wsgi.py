@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from k8s_otel.admission import ReviewRequest
-from k8s_otel.trust import Caller
+from k8s_otel._admission import ReviewRequest
+from k8s_otel._trust import Caller
 from k8s_otel.webhook._core import NOT_READ, PROBLEMS, WebhookMiddleware, detach, http_server_attributes
 from k8s_otel.webhook._tls import wsgi_client_subject
 

@@ -41,7 +41,7 @@ __all__ = [
     "parse_otlp_json",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.cli.receiver")
 
 _SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 _STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}

@@ -32,6 +32,7 @@ except ImportError as error:
 from opentelemetry.trace import Span
 
 from k8s_otel import __version__
+from k8s_otel._propagation import inject
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     finish_client_span,
@@ -39,11 +40,10 @@ from k8s_otel.instrumentation._client import (
     sync_call_wrapper,
 )
 from k8s_otel.instrumentation._stamp import INJECT_OBJECT_CONTEXT_ENV, stamped_body
-from k8s_otel.propagation import inject
 
 __all__ = ["INJECT_OBJECT_CONTEXT_ENV", "KubernetesClientInstrumentor"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.instrumentation.kubernetes")
 SCOPE = "k8s_otel.instrumentation.kubernetes"
 _TARGETS = (
     ("kubernetes.client.rest", "RESTClientObject.request"),

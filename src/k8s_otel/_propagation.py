@@ -43,7 +43,7 @@ __all__ = [
     "parse_tracestate",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.propagation")
 
 TRACEPARENT, TRACESTATE, BAGGAGE = "traceparent", "tracestate", "baggage"
 MAX_TRACEPARENT_LENGTH = 512

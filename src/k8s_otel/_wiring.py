@@ -33,15 +33,15 @@ from k8s_otel._export import (
     RetryingExporter,
     StableResource,
 )
+from k8s_otel._exporter import build_exporter
 from k8s_otel._redact import split_userinfo
-from k8s_otel.exporter import build_exporter
-from k8s_otel.resource import KubernetesResourceDetector
-from k8s_otel.sampling import PerMillionSampler, sample_linked_from_env
-from k8s_otel.settings import EffectiveSettings, HeadersInput, resolve_settings
+from k8s_otel._resource import KubernetesResourceDetector
+from k8s_otel._sampling import PerMillionSampler, sample_linked_from_env
+from k8s_otel._settings import EffectiveSettings, HeadersInput, resolve_settings
 
 __all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "configure", "resource_for"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.wiring")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 """Seconds that exit and SIGTERM give the exporter by default: well inside the default 30 s grace period."""
@@ -276,7 +276,7 @@ def _span_limits() -> SpanLimits:
 
 
 def _take_from_process_budget() -> bool:
-    from k8s_otel.trust import process_budget
+    from k8s_otel._trust import process_budget
 
     return process_budget().take()
 
@@ -342,7 +342,7 @@ def configure(
     if handle.installed:
         atexit.register(handle.shutdown)
         _chain_sigterm(handle)
-    from k8s_otel.logs import apply_log_correlation
+    from k8s_otel._logs import apply_log_correlation
 
     apply_log_correlation(log_correlation)
     return handle

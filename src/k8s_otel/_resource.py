@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older semantic-conventions
 
 __all__ = ["DEFAULT_ENV_NAMES", "KubernetesResourceDetector", "parse_downward_labels", "service_name_for"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.resource")
 
 
 def _key(name: str, value: str) -> str:

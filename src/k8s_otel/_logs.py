@@ -132,7 +132,7 @@ def apply_log_correlation(log_correlation: Optional[bool]) -> None:
         elif log_correlation is None and log_correlation_from_env():
             enable_log_correlation(set_logging_format=True)
     except Exception:  # logging set-up must not stop tracing, nor the application
-        logging.getLogger(__name__).exception("k8s_otel: log correlation could not be enabled")
+        logging.getLogger("k8s_otel.logs").exception("k8s_otel: log correlation could not be enabled")
 
 
 def disable_log_correlation() -> None:

@@ -38,7 +38,7 @@ __all__ = [
     "validate_samples_per_million",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.sampling")
 
 MAX_SAMPLES_PER_MILLION = 1_000_000
 SAMPLE_LINKED_ENV = "K8S_OTEL_SAMPLE_LINKED"

@@ -43,8 +43,10 @@ except ImportError as error:
 from opentelemetry.trace import Link, Span, SpanKind
 
 from k8s_otel import __version__
+from k8s_otel._conventions import API_GROUP, API_VERSION, RESOURCE, SUBRESOURCE
 from k8s_otel._errors import record_error, record_messages_from_env
-from k8s_otel.conventions import API_GROUP, API_VERSION, RESOURCE, SUBRESOURCE
+from k8s_otel._propagation import extract, inject, parse_traceparent
+from k8s_otel._trust import TrustPolicy
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     end_span,
@@ -52,8 +54,6 @@ from k8s_otel.instrumentation._client import (
     start_client_span,
 )
 from k8s_otel.objects import K8S_NAMESPACE_NAME, LINK_ANNOTATION, TRACEPARENT_ANNOTATION, object_identity
-from k8s_otel.propagation import extract, inject, parse_traceparent
-from k8s_otel.trust import TrustPolicy
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
@@ -64,7 +64,7 @@ __all__ = [
     "check_annotation_name",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("k8s_otel.instrumentation.kopf")
 SCOPE = "k8s_otel.instrumentation.kopf"
 
 TRACEPARENT_ANNOTATION_ENV = "K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION"

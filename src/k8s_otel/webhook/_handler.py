@@ -13,9 +13,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from k8s_otel.admission import ReviewRequest
-from k8s_otel.propagation import extract
-from k8s_otel.trust import Caller, TrustPolicy
+from k8s_otel._admission import ReviewRequest
+from k8s_otel._propagation import extract
+from k8s_otel._trust import Caller, TrustPolicy
 from k8s_otel.webhook._core import WebhookTracer, detach
 
 __all__ = ["admission_handler"]
