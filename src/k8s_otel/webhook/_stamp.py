@@ -515,4 +515,3 @@ def run(options: Any) -> int:
     k8s_otel.configure(service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "k8s-otel-stamp")
     serve_https(options.host, options.port, options.cert, options.key, path=options.path)
     return 0
-
