@@ -6,6 +6,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, Callable
 
+__all__ = ["lazy_exports"]
+
 
 def lazy_exports(package: str, table: Mapping[str, tuple[str, str]]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that imports ``table[name] = (module, attribute)`` on first use."""

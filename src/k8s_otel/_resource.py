@@ -22,11 +22,11 @@ from opentelemetry.sdk.resources import Resource, ResourceDetector
 from k8s_otel._files import read_regular_file
 
 try:  # stable keys (opentelemetry-semantic-conventions >= 0.65b0), else the same names, incubating
-    from opentelemetry.semconv.attributes import container_attributes as _container
-    from opentelemetry.semconv.attributes import k8s_attributes as _k8s
+    from opentelemetry.semconv.attributes import container_attributes as _container  # type: ignore[attr-defined,unused-ignore]
+    from opentelemetry.semconv.attributes import k8s_attributes as _k8s  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - older semantic-conventions
-    from opentelemetry.semconv._incubating.attributes import container_attributes as _container  # type: ignore[no-redef]
-    from opentelemetry.semconv._incubating.attributes import k8s_attributes as _k8s  # type: ignore[no-redef]
+    from opentelemetry.semconv._incubating.attributes import container_attributes as _container  # type: ignore[no-redef,unused-ignore]
+    from opentelemetry.semconv._incubating.attributes import k8s_attributes as _k8s  # type: ignore[no-redef,unused-ignore]
 
 __all__ = ["DEFAULT_ENV_NAMES", "KubernetesResourceDetector", "parse_downward_labels", "service_name_for"]
 

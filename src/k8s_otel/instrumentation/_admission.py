@@ -23,7 +23,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import wrapt
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -32,6 +31,7 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from k8s_otel._admission import ReviewRequest
+from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
 from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer, is_json_content_type
 
 __all__ = [
@@ -386,7 +386,7 @@ class AdmissionInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 imported = __import__(module, fromlist=[owner])
             except ImportError:
                 continue
-            wrapt.wrap_function_wrapper(module, f"{owner}.{method}", wrapper)
+            wrap_function_wrapper(module, f"{owner}.{method}", wrapper)
             self._patched.append((getattr(imported, owner), method))
         _state.enabled = True
 

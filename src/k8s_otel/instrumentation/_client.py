@@ -33,6 +33,15 @@ from k8s_otel._conventions import (
 )
 from k8s_otel._errors import record_error
 
+__all__ = [
+    "CallSpans",
+    "async_call_wrapper",
+    "end_span",
+    "finish_client_span",
+    "start_client_span",
+    "sync_call_wrapper",
+]
+
 _logger = logging.getLogger("k8s_otel.instrumentation.client")
 
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Optional
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
 from k8s_otel._extras import missing_extra
+from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
 
 try:
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -504,7 +504,7 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             errors,
             record_messages_from_env() if record_messages is None else bool(record_messages),
         )
-        wrappers = (
+        wrappers: tuple[Callable[..., Any], ...] = (
             _invoke_handler_wrapper(spans),
             async_call_wrapper(_KopfCalls(tracer)),
             _process_resource_event_wrapper,
@@ -522,7 +522,7 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     attribute,
                 )
                 continue
-            wrapt.wrap_function_wrapper(module_name, attribute, wrapper)
+            wrap_function_wrapper(module_name, attribute, wrapper)
             self._patched.append((module, attribute))
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -18,10 +18,10 @@ from collections.abc import Collection
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-import wrapt
 from opentelemetry import trace
 
 from k8s_otel._extras import missing_extra
+from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
 
 try:
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -177,7 +177,7 @@ class KubernetesClientInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 if inspect.iscoroutinefunction(function)
                 else sync_call_wrapper(spans)
             )
-            wrapt.wrap_function_wrapper(module_name, attribute, wrapper)
+            wrap_function_wrapper(module_name, attribute, wrapper)
             self._patched.append((module.RESTClientObject, "request"))
 
     def _uninstrument(self, **kwargs: Any) -> None:
