@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from k8s_otel._attributes import EXCEPTION_ESCAPED, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE
+
 __all__ = [
     "MAX_ATTRIBUTE_LENGTH",
     "RECORD_MESSAGES_ENV",
@@ -129,12 +131,12 @@ def record_error(
         else:
             message = None
         attributes: dict[str, Any] = {
-            "exception.type": kind,
-            "exception.stacktrace": safe_stacktrace(error),
-            "exception.escaped": False,
+            EXCEPTION_TYPE: kind,
+            EXCEPTION_STACKTRACE: safe_stacktrace(error),
+            EXCEPTION_ESCAPED: False,
         }
         if message:
-            attributes["exception.message"] = message
+            attributes[EXCEPTION_MESSAGE] = message
         span.add_event("exception", attributes)
         if set_status:
             description = f"{type(error).__qualname__}: {message}" if message else type(error).__qualname__

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from k8s_otel._attributes import SERVICE_NAME, UID
 from k8s_otel.cli._receiver import ReceivedSpan
 
 __all__ = ["DEFAULT_SETTLE", "SpanFilter", "TraceViewer", "parse_filter"]
@@ -75,10 +76,10 @@ class SpanFilter:
         conditions: list[Callable[[ReceivedSpan], bool]] = []
         if self.uid is not None:
             uid = self.uid
-            conditions.append(lambda s: _as_text(s.attributes.get("UID", "")) == uid)
+            conditions.append(lambda s: _as_text(s.attributes.get(UID, "")) == uid)
         if self.service is not None:
             service = self.service
-            conditions.append(lambda s: _as_text(s.resource.get("service.name", "")) == service)
+            conditions.append(lambda s: _as_text(s.resource.get(SERVICE_NAME, "")) == service)
         for key, value in self.attributes:
             conditions.append(_attribute_condition(key, value))
         return conditions
