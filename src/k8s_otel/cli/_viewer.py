@@ -59,8 +59,8 @@ def _attribute_condition(key: str, value: str) -> Callable[[ReceivedSpan], bool]
 class SpanFilter:
     """Which traces to show: each condition must hold for some span of the trace (all, when empty).
 
-    ``uid`` matches the ``UID`` attribute (kube-apiserver's webhook call span, the webhook's span, a
-    kopf handler's object); ``service`` matches ``service.name``; ``attributes`` match span or
+    ``uid`` matches the ``UID`` attribute, the AdmissionReview uid (kube-apiserver's webhook call span,
+    the webhook's span; an object's uid is ``metadata.uid``); ``service`` matches ``service.name``; ``attributes`` match span or
     resource attributes by their text (``true``/``false`` for booleans, commas between list items).
     """
 
