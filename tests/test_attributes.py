@@ -76,7 +76,7 @@ def _attribute_key_nodes(tree: ast.AST) -> list[ast.expr]:
             ):
                 found.append(node.args[0])
         elif isinstance(node, ast.Subscript) and is_attributes(node.value):
-            found.append(node.slice)  # type: ignore[arg-type]
+            found.append(node.slice)
         elif (
             isinstance(node, ast.Compare)
             and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
@@ -250,7 +250,7 @@ def _observe_one_object(
     try:
         assert b'"allowed": true' in b"".join(result)
     finally:
-        result.close()  # the span ends when the server closes the response
+        result.close()  # type: ignore[attr-defined]  # the span ends when the server closes it
     # a reconcile span (KEP-5915) for the object as stored
     with reconcile_span("reconcile", made, tracer=provider.get_tracer("test")):
         pass
