@@ -15,7 +15,13 @@ from typing import Any, Optional
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from k8s_otel._attributes import EXCEPTION_ESCAPED, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE
+from k8s_otel._attributes import (
+    EXCEPTION_ESCAPED,
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+)
 
 __all__ = [
     "MAX_ATTRIBUTE_LENGTH",
@@ -137,7 +143,7 @@ def record_error(
         }
         if message:
             attributes[EXCEPTION_MESSAGE] = message
-        span.add_event("exception", attributes)
+        span.add_event(EXCEPTION_EVENT, attributes)
         if set_status:
             description = f"{type(error).__qualname__}: {message}" if message else type(error).__qualname__
             span.set_status(Status(StatusCode.ERROR, bounded(description + description_suffix, 256)))
