@@ -197,7 +197,7 @@ def test_create_handler_is_a_span_with_the_objects_identity_and_kopfs_patch_is_i
         "kopf.retry": 0,
         "name": "ex1",
         "k8s.namespace.name": "team-a",
-        "UID": made["metadata"]["uid"],
+        "metadata.uid": made["metadata"]["uid"],
         "kopf.outcome": "success",
     }
     assert span.instrumentation_scope is not None
@@ -862,30 +862,26 @@ def test_a_tracing_failure_never_reaches_the_handler(
 
 
 def test_the_docs_list_every_attribute_key_and_setting() -> None:
+    from k8s_otel import _attributes as key
     from k8s_otel.instrumentation import _kopf as instrumentation
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "controllers.md").read_text()
     # Attribute keys in the key column of a table, not just anywhere in the prose.
     key_cells = [line.split("|")[1] for line in docs.splitlines() if line.startswith("| `")]
     attributes = [
-        instrumentation.K8S_NAMESPACE_NAME,
-        instrumentation.HANDLER_ID,
-        instrumentation.HANDLER_TYPE,
-        instrumentation.EVENT_TYPE,
-        instrumentation.RETRY,
-        instrumentation.OUTCOME,
-        instrumentation.RETRY_DELAY,
+        key.K8S_NAMESPACE_NAME,
+        key.OBJECT_UID,
+        key.KOPF_HANDLER_ID,
+        key.KOPF_HANDLER_TYPE,
+        key.KOPF_EVENT_TYPE,
+        key.KOPF_RETRY,
+        key.KOPF_OUTCOME,
+        key.KOPF_RETRY_DELAY,
     ]
     assert [key for key in attributes if not any(f"`{key}`" in cell for cell in key_cells)] == []
     keys = [
-        instrumentation.K8S_NAMESPACE_NAME,
-        instrumentation.HANDLER_ID,
-        instrumentation.HANDLER_TYPE,
-        instrumentation.EVENT_TYPE,
-        instrumentation.RETRY,
-        instrumentation.OUTCOME,
-        instrumentation.RETRY_DELAY,
-        instrumentation.LINK_ANNOTATION,
+        *attributes,
+        key.LINK_ANNOTATION,
         instrumentation.TRACEPARENT_ANNOTATION_ENV,
         instrumentation.DEFAULT_TRACEPARENT_ANNOTATION,
     ]

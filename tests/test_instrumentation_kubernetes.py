@@ -53,10 +53,10 @@ def test_get_is_named_as_kube_apiserver_names_it(
     assert span.name == "GET /api/v1/namespaces/{:namespace}/pods/{:name}"
     assert span.kind.name == "CLIENT"
     attributes = dict(span.attributes or {})
-    assert {k: attributes[k] for k in ("verb", "resource", "namespace", "name", "api-version")} == {
+    assert {k: attributes[k] for k in ("verb", "resource", "k8s.namespace.name", "name", "api-version")} == {
         "verb": "GET",
         "resource": "pods",
-        "namespace": "default",
+        "k8s.namespace.name": "default",
         "name": "web-0",
         "api-version": "v1",
     }

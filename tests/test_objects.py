@@ -287,7 +287,7 @@ def test_a_reconcile_span_is_a_new_consumer_root_linked_to_the_stored_context() 
         "api-version": "v1",
         "name": "web",
         "k8s.namespace.name": "team-a",
-        "UID": "u-1",
+        "metadata.uid": "u-1",
         "k8s.deployment.name": "web",
         "k8s.deployment.uid": "u-1",
     }
@@ -343,7 +343,7 @@ def test_an_unsampled_reconcile_reads_nothing_but_still_links() -> None:
 def test_the_docs_name_every_key_and_variable() -> None:
     from pathlib import Path
 
-    from k8s_otel import objects
+    from k8s_otel import _attributes, objects
     from k8s_otel._sampling import SAMPLE_LINKED_ENV
     from k8s_otel.instrumentation._stamp import INJECT_OBJECT_CONTEXT_ENV
 
@@ -352,7 +352,8 @@ def test_the_docs_name_every_key_and_variable() -> None:
         objects.TRACEPARENT_ANNOTATION,
         objects.TRACESTATE_ANNOTATION,
         objects.BAGGAGE_ANNOTATION,
-        objects.LINK_ANNOTATION,
+        _attributes.LINK_ANNOTATION,
+        _attributes.OBJECT_UID,
         SAMPLE_LINKED_ENV,
         INJECT_OBJECT_CONTEXT_ENV,
         "K8S_OTEL_RECORD_EXCEPTION_MESSAGES",

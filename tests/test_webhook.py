@@ -104,7 +104,7 @@ def test_webhook_span_sits_inside_the_apiserver_trace(
         assert server.attributes.get(key, "") == apiserver_side[key], key
     assert server.attributes["resource"] == "/v1, Resource=secrets"
     assert server.attributes["name"] == "db-credentials"
-    assert server.attributes["namespace"] == "my-namespace"
+    assert server.attributes["k8s.namespace.name"] == "my-namespace"
     assert server.attributes["kind"] == "/v1, Kind=Secret"
     assert server.attributes["request.apiVersion"] == "admission.k8s.io/v1"
     assert server.attributes["request.dryRun"] is False

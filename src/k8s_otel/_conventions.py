@@ -1,10 +1,11 @@
-"""kube-apiserver's request conventions: RequestInfo, span names, NormalizedVerb, CleanScope, keys.
+"""kube-apiserver's request conventions: RequestInfo, span names, NormalizedVerb, CleanScope.
 
 A Python client span named by ``span_name`` carries exactly the name kube-apiserver gives its
 server span for the same request, so the two line up in a trace view. Ported from
 kubernetes/apiserver ``pkg/endpoints/request/requestinfo.go`` (``NewRequestInfo``),
 ``pkg/endpoints/filters/traces.go`` (the span-name formatter) and
-``pkg/endpoints/metrics/metrics.go`` (``CleanScope``, ``NormalizedVerb``).
+``pkg/endpoints/metrics/metrics.go`` (``CleanScope``, ``NormalizedVerb``). The attribute keys are
+in ``k8s_otel._attributes``.
 """
 
 from __future__ import annotations
@@ -31,27 +32,6 @@ __all__ = [
 # Span names kube-apiserver's admission dispatchers use.
 CALL_VALIDATING_WEBHOOK = "Call validating webhook"
 CALL_MUTATING_WEBHOOK = "Call mutating webhook"
-
-# Attribute keys, spelled as the components spell them (kubernetes-tracing.md §5.4).
-AUDIT_ID = "audit-id"
-ACCEPT = "accept"
-CLIENT = "client"
-API_GROUP = "api-group"
-API_VERSION = "api-version"
-NAME = "name"
-SUBRESOURCE = "subresource"
-NAMESPACE = "namespace"
-PROTOCOL = "protocol"
-RESOURCE = "resource"
-SCOPE = "scope"
-URL = "url"
-USER_AGENT = "user-agent"
-VERB = "verb"
-HTTP_TARGET = "http.target"
-CONFIGURATION = "configuration"
-WEBHOOK = "webhook"
-OPERATION = "operation"
-UID = "UID"
 
 _API_PREFIXES = frozenset({"api", "apis"})
 _GROUPLESS_PREFIXES = frozenset({"api"})

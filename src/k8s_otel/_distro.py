@@ -22,6 +22,8 @@ from typing import Any, Optional
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from k8s_otel._attributes import TELEMETRY_AUTO_VERSION
+
 __all__ = ["CONFIGURATOR_NAME", "DISTRO_NAME", "KubernetesConfigurator", "KubernetesDistro"]
 
 _logger = logging.getLogger("k8s_otel.distro")
@@ -32,7 +34,6 @@ _CONFIGURATOR_ENV = "OTEL_PYTHON_CONFIGURATOR"
 _CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
 _PROPAGATORS_ENV = "OTEL_PROPAGATORS"
 _TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
-_AUTO_VERSION = "telemetry.auto.version"
 
 
 class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package ships no type hints
@@ -97,7 +98,9 @@ def _configure_from_environment(auto_instrumentation_version: Optional[str]) -> 
             _TRACES_EXPORTER_ENV,
             traces_exporter,
         )
-    resource = {_AUTO_VERSION: auto_instrumentation_version} if auto_instrumentation_version else None
+    resource = (
+        {TELEMETRY_AUTO_VERSION: auto_instrumentation_version} if auto_instrumentation_version else None
+    )
     handle = k8s_otel.configure(resource=resource)
     _install_propagator()
     _init_metrics_and_logs(getattr(handle.tracer_provider, "resource", None))

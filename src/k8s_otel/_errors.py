@@ -15,6 +15,14 @@ from typing import Any, Optional
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from k8s_otel._attributes import (
+    EXCEPTION_ESCAPED,
+    EXCEPTION_EVENT,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+)
+
 __all__ = [
     "MAX_ATTRIBUTE_LENGTH",
     "RECORD_MESSAGES_ENV",
@@ -129,13 +137,13 @@ def record_error(
         else:
             message = None
         attributes: dict[str, Any] = {
-            "exception.type": kind,
-            "exception.stacktrace": safe_stacktrace(error),
-            "exception.escaped": False,
+            EXCEPTION_TYPE: kind,
+            EXCEPTION_STACKTRACE: safe_stacktrace(error),
+            EXCEPTION_ESCAPED: False,
         }
         if message:
-            attributes["exception.message"] = message
-        span.add_event("exception", attributes)
+            attributes[EXCEPTION_MESSAGE] = message
+        span.add_event(EXCEPTION_EVENT, attributes)
         if set_status:
             description = f"{type(error).__qualname__}: {message}" if message else type(error).__qualname__
             span.set_status(Status(StatusCode.ERROR, bounded(description + description_suffix, 256)))

@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional
 
 from opentelemetry import trace
 
+from k8s_otel._attributes import SERVICE_NAME
+
 __all__ = [
     "DEFAULT_LOGGING_FORMAT",
     "apply_log_correlation",
@@ -59,7 +61,7 @@ def _service_name() -> str:
     provider = trace.get_tracer_provider()
     if provider is not _service[0]:
         resource = getattr(provider, "resource", None)
-        name = resource.attributes.get("service.name", "") if resource is not None else ""
+        name = resource.attributes.get(SERVICE_NAME, "") if resource is not None else ""
         _service[0], _service[1] = provider, str(name)
         if not isinstance(provider, trace.ProxyTracerProvider):
             _final_service[0] = str(name)
@@ -177,7 +179,7 @@ class JSONFormatter(logging.Formatter):
             "trace_id": getattr(record, "trace_id", ""),
             "span_id": getattr(record, "span_id", ""),
             "trace_sampled": bool(getattr(record, "otelTraceSampled", False)),
-            "service.name": getattr(record, "otelServiceName", ""),
+            SERVICE_NAME: getattr(record, "otelServiceName", ""),
         }
         for name in self.extra_fields:
             if hasattr(record, name):

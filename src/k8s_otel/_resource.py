@@ -19,39 +19,27 @@ from typing import Any, Optional, Union
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
 
+from k8s_otel._attributes import CONTAINER_ID, SERVICE_NAME
+from k8s_otel._attributes import K8S_CLUSTER_NAME as CLUSTER_NAME
+from k8s_otel._attributes import K8S_CLUSTER_UID as CLUSTER_UID
+from k8s_otel._attributes import K8S_CONTAINER_NAME as CONTAINER_NAME
+from k8s_otel._attributes import K8S_CRONJOB_NAME as CRONJOB
+from k8s_otel._attributes import K8S_DAEMONSET_NAME as DAEMONSET
+from k8s_otel._attributes import K8S_DEPLOYMENT_NAME as DEPLOYMENT
+from k8s_otel._attributes import K8S_JOB_NAME as JOB
+from k8s_otel._attributes import K8S_NAMESPACE_NAME as NAMESPACE
+from k8s_otel._attributes import K8S_NODE_NAME as NODE_NAME
+from k8s_otel._attributes import K8S_POD_IP as POD_IP
+from k8s_otel._attributes import K8S_POD_NAME as POD_NAME
+from k8s_otel._attributes import K8S_POD_UID as POD_UID
+from k8s_otel._attributes import K8S_REPLICASET_NAME as REPLICASET
+from k8s_otel._attributes import K8S_STATEFULSET_NAME as STATEFULSET
 from k8s_otel._files import read_regular_file
-
-try:  # stable keys (opentelemetry-semantic-conventions >= 0.65b0), else the same names, incubating
-    from opentelemetry.semconv.attributes import container_attributes as _container  # type: ignore[attr-defined,unused-ignore]
-    from opentelemetry.semconv.attributes import k8s_attributes as _k8s  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - older semantic-conventions
-    from opentelemetry.semconv._incubating.attributes import container_attributes as _container  # type: ignore[no-redef,unused-ignore]
-    from opentelemetry.semconv._incubating.attributes import k8s_attributes as _k8s  # type: ignore[no-redef,unused-ignore]
 
 __all__ = ["DEFAULT_ENV_NAMES", "KubernetesResourceDetector", "parse_downward_labels", "service_name_for"]
 
 _logger = logging.getLogger("k8s_otel.resource")
 
-
-def _key(name: str, value: str) -> str:
-    return str(getattr(_k8s, name, getattr(_container, name, value)))
-
-
-CLUSTER_NAME = _key("K8S_CLUSTER_NAME", "k8s.cluster.name")
-CLUSTER_UID = _key("K8S_CLUSTER_UID", "k8s.cluster.uid")
-NAMESPACE = _key("K8S_NAMESPACE_NAME", "k8s.namespace.name")
-POD_NAME = _key("K8S_POD_NAME", "k8s.pod.name")
-POD_UID = _key("K8S_POD_UID", "k8s.pod.uid")
-POD_IP = _key("K8S_POD_IP", "k8s.pod.ip")
-NODE_NAME = _key("K8S_NODE_NAME", "k8s.node.name")
-CONTAINER_NAME = _key("K8S_CONTAINER_NAME", "k8s.container.name")
-CONTAINER_ID = _key("CONTAINER_ID", "container.id")
-DEPLOYMENT = _key("K8S_DEPLOYMENT_NAME", "k8s.deployment.name")
-REPLICASET = _key("K8S_REPLICASET_NAME", "k8s.replicaset.name")
-STATEFULSET = _key("K8S_STATEFULSET_NAME", "k8s.statefulset.name")
-DAEMONSET = _key("K8S_DAEMONSET_NAME", "k8s.daemonset.name")
-JOB = _key("K8S_JOB_NAME", "k8s.job.name")
-CRONJOB = _key("K8S_CRONJOB_NAME", "k8s.cronjob.name")
 
 DEFAULT_ENV_NAMES: dict[str, tuple[str, ...]] = {
     CLUSTER_NAME: ("K8S_CLUSTER_NAME",),
@@ -244,7 +232,7 @@ class KubernetesResourceDetector(ResourceDetector):
                 attributes.setdefault(key, value)
         service = service_name_for(attributes)
         if service:
-            attributes.setdefault("service.name", service)
+            attributes.setdefault(SERVICE_NAME, service)
         # The user's values must win even where the SDK runs its detectors in no fixed order (a set,
         # before 1.42): leave out what OTEL_RESOURCE_ATTRIBUTES or OTEL_SERVICE_NAME set. Only the
         # keys are read here; the SDK's otel detector parses and applies the values.
@@ -259,7 +247,7 @@ class KubernetesResourceDetector(ResourceDetector):
             if "=" in item
         }
         if self._environ.get("OTEL_SERVICE_NAME", "").strip():
-            keys.add("service.name")
+            keys.add(SERVICE_NAME)
         return keys
 
     def _labels(self) -> dict[str, str]:

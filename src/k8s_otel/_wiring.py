@@ -26,6 +26,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._attributes import SERVICE_NAME
 from k8s_otel._export import (
     CountingBatchSpanProcessor,
     ExportLedger,
@@ -239,7 +240,7 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     elif resource is not None:
         explicit.update(resource)
     if settings.service_name.source == "argument":
-        explicit["service.name"] = settings.service_name.value
+        explicit[SERVICE_NAME] = settings.service_name.value
     base = Resource.create({})  # SDK defaults, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, env last
     kubernetes = KubernetesResourceDetector().detect()
     if not kubernetes.attributes:
@@ -251,13 +252,11 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
     finally:
         sdk_logger.disabled = disabled
     attributes = dict(base.attributes)
-    if str(attributes.get("service.name", "")).startswith("unknown_service"):
-        del attributes["service.name"]  # the SDK's placeholder, not a choice: the workload name is better
+    if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        del attributes[SERVICE_NAME]  # the SDK's placeholder, not a choice: the workload name is better
     merged = Resource(attributes).merge(kubernetes).merge(user).merge(Resource(explicit))
-    if "service.name" not in merged.attributes:
-        merged = merged.merge(
-            Resource({"service.name": base.attributes.get("service.name", "unknown_service")})
-        )
+    if SERVICE_NAME not in merged.attributes:
+        merged = merged.merge(Resource({SERVICE_NAME: base.attributes.get(SERVICE_NAME, "unknown_service")}))
     return StableResource.of(merged)
 
 

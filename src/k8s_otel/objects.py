@@ -27,7 +27,16 @@ from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
 from k8s_otel import __version__
-from k8s_otel._conventions import API_GROUP, API_VERSION, NAME, UID
+from k8s_otel._attributes import (
+    API_GROUP,
+    API_VERSION,
+    K8S_NAMESPACE_NAME,
+    LINK_ANNOTATION,
+    NAME,
+    OBJECT_KEYS_BY_KIND,
+    OBJECT_KEYS_BY_RESOURCE,
+    OBJECT_UID,
+)
 from k8s_otel._errors import bounded, record_error, record_messages_from_env
 from k8s_otel._propagation import BAGGAGE, TRACEPARENT, TRACESTATE, extract_from_values, inject
 
@@ -57,38 +66,10 @@ BAGGAGE_ANNOTATION = ANNOTATION_PREFIX + BAGGAGE
 _STAMPED = ((TRACESTATE, TRACESTATE_ANNOTATION),)
 _STAMPED_WITH_BAGGAGE = ((TRACESTATE, TRACESTATE_ANNOTATION), (BAGGAGE, BAGGAGE_ANNOTATION))
 
-#: The attribute on a reconcile span's link naming the annotation the context came from.
-LINK_ANNOTATION = "k8s_otel.link.annotation"
-#: The OTel semantic-convention key for the object's namespace (as on the kopf handler spans).
-K8S_NAMESPACE_NAME = "k8s.namespace.name"
-
 # Bigger than any valid value (a traceparent is 55 bytes; tracestate and baggage are bounded again
 # by their parsers): a hostile annotation is dropped before anything scans it.
 _MAX_VALUE_LENGTH = 8192
 
-# Semantic-convention key prefixes for the kinds that have them, by (group, plural) and by kind.
-_SEMCONV_BY_RESOURCE = {
-    ("", "pods"): "k8s.pod",
-    ("", "nodes"): "k8s.node",
-    ("", "namespaces"): "k8s.namespace",
-    ("apps", "deployments"): "k8s.deployment",
-    ("apps", "replicasets"): "k8s.replicaset",
-    ("apps", "statefulsets"): "k8s.statefulset",
-    ("apps", "daemonsets"): "k8s.daemonset",
-    ("batch", "jobs"): "k8s.job",
-    ("batch", "cronjobs"): "k8s.cronjob",
-}
-_SEMCONV_BY_KIND = {
-    ("", "Pod"): "k8s.pod",
-    ("", "Node"): "k8s.node",
-    ("", "Namespace"): "k8s.namespace",
-    ("apps", "Deployment"): "k8s.deployment",
-    ("apps", "ReplicaSet"): "k8s.replicaset",
-    ("apps", "StatefulSet"): "k8s.statefulset",
-    ("apps", "DaemonSet"): "k8s.daemonset",
-    ("batch", "Job"): "k8s.job",
-    ("batch", "CronJob"): "k8s.cronjob",
-}
 # Keys that only a bare metadata mapping has at its top level (an object has them under metadata).
 _METADATA_KEYS = frozenset({"annotations", "name", "generateName", "namespace", "uid", "labels"})
 _OBJECT_KEYS = frozenset({"apiVersion", "kind", "spec", "status", "data"})
@@ -317,16 +298,16 @@ def stored_span_context(obj: Any) -> Optional[trace.SpanContext]:
 # --- the object's identity ---------------------------------------------------------------------
 
 
-def semconv_prefix(group: str, *, plural: str = "", kind: str = "") -> Optional[str]:
-    """``k8s.pod``, ``k8s.deployment``, … for the kinds the semantic conventions name, else None."""
+def semconv_keys(group: str, *, plural: str = "", kind: str = "") -> Optional[tuple[str, Optional[str]]]:
+    """The conventions' (name key, uid key) for the kind (``k8s.pod.name``, ``k8s.pod.uid``), or None."""
     if plural:
-        return _SEMCONV_BY_RESOURCE.get((group, plural))
-    return _SEMCONV_BY_KIND.get((group, kind))
+        return OBJECT_KEYS_BY_RESOURCE.get((group, plural))
+    return OBJECT_KEYS_BY_KIND.get((group, kind))
 
 
 def object_identity(metadata: Any, *, group: str = "", plural: str = "", kind: str = "") -> dict[str, Any]:
-    """The object's identity as the kopf handler spans give it: ``name``, ``UID``,
-    ``k8s.namespace.name``, and the semantic conventions' ``k8s.<kind>.name``/``.uid`` where they exist.
+    """The object's identity as every adapter gives it: ``name``, ``k8s.namespace.name``,
+    ``metadata.uid``, and the semantic conventions' ``k8s.<kind>.name``/``.uid`` where they exist.
     Values are bounded."""
     if isinstance(metadata, Mapping):
         name, namespace, uid = metadata.get("name"), metadata.get("namespace"), metadata.get("uid")
@@ -340,13 +321,14 @@ def object_identity(metadata: Any, *, group: str = "", plural: str = "", kind: s
     if namespace:
         attributes[K8S_NAMESPACE_NAME] = bounded(str(namespace))
     if uid:
-        attributes[UID] = bounded(str(uid))
-    prefix = semconv_prefix(group, plural=plural, kind=kind)
-    if prefix is not None:
+        attributes[OBJECT_UID] = bounded(str(uid))
+    keys = semconv_keys(group, plural=plural, kind=kind)
+    if keys is not None:
+        name_key, uid_key = keys
         if name:
-            attributes[f"{prefix}.name"] = attributes[NAME]
-        if uid and prefix != "k8s.namespace":
-            attributes[f"{prefix}.uid"] = attributes[UID]
+            attributes[name_key] = attributes[NAME]
+        if uid and uid_key is not None:
+            attributes[uid_key] = attributes[OBJECT_UID]
     return attributes
 
 

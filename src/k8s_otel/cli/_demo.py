@@ -28,6 +28,17 @@ from opentelemetry.trace import SpanKind
 
 import k8s_otel
 from k8s_otel._admission import format_group_version_resource
+from k8s_otel._attributes import (
+    CONFIGURATION,
+    DEMO_MAX_REPLICAS,
+    HTTP_TARGET,
+    OPERATION,
+    RESOURCE,
+    SERVICE_NAME,
+    SUBRESOURCE,
+    UID,
+    WEBHOOK,
+)
 from k8s_otel._config import load_tracing_configuration
 from k8s_otel._conventions import span_name
 from k8s_otel._propagation import inject
@@ -61,7 +72,7 @@ def example_webhook(tracer_provider: Optional[trace.TracerProvider] = None) -> C
         with tracer.start_as_current_span("policy check") as span:
             replicas = ((request.get("object") or {}).get("spec") or {}).get("replicas", 1)
             allowed = isinstance(replicas, int) and replicas <= MAX_REPLICAS
-            span.set_attribute("policy.max_replicas", MAX_REPLICAS)
+            span.set_attribute(DEMO_MAX_REPLICAS, MAX_REPLICAS)
         response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": allowed}
         if not allowed:
             response["status"] = {"code": 403, "message": f"replicas must be at most {MAX_REPLICAS}"}
@@ -118,19 +129,19 @@ class APIServerSimulator:
         resource = request["resource"]
         path = f"/apis/{resource['group']}/{resource['version']}/namespaces/{request['namespace']}/{resource['resource']}"
         with self.tracer.start_as_current_span(
-            span_name("POST", path), kind=SpanKind.SERVER, attributes={"http.target": path}
+            span_name("POST", path), kind=SpanKind.SERVER, attributes={HTTP_TARGET: path}
         ) as server_span:
             with self.tracer.start_as_current_span(
                 f"Call {webhook} webhook",
                 attributes={
-                    "configuration": "demo-policy",
-                    "webhook": "replicas.demo.k8s-otel.io",
-                    "resource": format_group_version_resource(
+                    CONFIGURATION: "demo-policy",
+                    WEBHOOK: "replicas.demo.k8s-otel.io",
+                    RESOURCE: format_group_version_resource(
                         resource["group"], resource["version"], resource["resource"]
                     ),
-                    "subresource": request.get("subResource", ""),
-                    "operation": request["operation"],
-                    "UID": request["uid"],
+                    SUBRESOURCE: request.get("subResource", ""),
+                    OPERATION: request["operation"],
+                    UID: request["uid"],
                 },
             ) as call_span:
                 with self.tracer.start_as_current_span("HTTP POST", kind=SpanKind.CLIENT):
@@ -326,7 +337,7 @@ def _joined(spans: list[ReceivedSpan]) -> tuple[int, int]:
 
 
 def _service(span: ReceivedSpan) -> str:
-    return str(span.resource.get("service.name", ""))
+    return str(span.resource.get(SERVICE_NAME, ""))
 
 
 def _summary(run: DemoRun) -> dict[str, Any]:
@@ -358,7 +369,7 @@ def _traces_to_draw(run: DemoRun) -> list[str]:
         wanted.setdefault(allowed, uid)
     uids = set(wanted.values())
     by_uid = {
-        str(s.attributes.get("UID")): s.trace_id for s in run.spans if s.name == "Call validating webhook"
+        str(s.attributes.get(UID)): s.trace_id for s in run.spans if s.name == "Call validating webhook"
     }
     return [by_uid[uid] for uid in sorted(uids, key=list(run.outcomes).index) if uid in by_uid]
 
@@ -400,9 +411,9 @@ def _print_report(
         outcome = {True: "allowed", False: "denied"}.get(
             next(
                 (
-                    run.outcomes[str(s.attributes.get("UID"))]
+                    run.outcomes[str(s.attributes.get(UID))]
                     for s in members
-                    if str(s.attributes.get("UID")) in run.outcomes
+                    if str(s.attributes.get(UID)) in run.outcomes
                 ),
                 None,
             ),  # type: ignore[arg-type]

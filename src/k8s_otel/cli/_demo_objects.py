@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from opentelemetry import trace
 
+from k8s_otel._attributes import CONFIGURATION, OPERATION, WEBHOOK
 from k8s_otel._propagation import TRACEPARENT, inject
 from k8s_otel.webhook._stamp import DEFAULT_PATH, wsgi_app
 
@@ -81,9 +82,9 @@ def run_async_demo(
                 apiserver.start_as_current_span(
                     "Call mutating webhook",
                     attributes={
-                        "configuration": "k8s-otel-stamp",
-                        "webhook": "stamp.k8s-otel.io",
-                        "operation": "CREATE",
+                        CONFIGURATION: "k8s-otel-stamp",
+                        WEBHOOK: "stamp.k8s-otel.io",
+                        OPERATION: "CREATE",
                     },
                 ),
                 apiserver.start_as_current_span("HTTP POST", kind=SpanKind.CLIENT),

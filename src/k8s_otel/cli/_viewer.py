@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from k8s_otel._attributes import SERVICE_NAME, UID
 from k8s_otel.cli._receiver import ReceivedSpan
 
 __all__ = ["DEFAULT_SETTLE", "SpanFilter", "TraceViewer", "parse_filter"]
@@ -58,8 +59,8 @@ def _attribute_condition(key: str, value: str) -> Callable[[ReceivedSpan], bool]
 class SpanFilter:
     """Which traces to show: each condition must hold for some span of the trace (all, when empty).
 
-    ``uid`` matches the ``UID`` attribute (kube-apiserver's webhook call span, the webhook's span, a
-    kopf handler's object); ``service`` matches ``service.name``; ``attributes`` match span or
+    ``uid`` matches the ``UID`` attribute, the AdmissionReview uid (kube-apiserver's webhook call span,
+    the webhook's span; an object's uid is ``metadata.uid``); ``service`` matches ``service.name``; ``attributes`` match span or
     resource attributes by their text (``true``/``false`` for booleans, commas between list items).
     """
 
@@ -75,10 +76,10 @@ class SpanFilter:
         conditions: list[Callable[[ReceivedSpan], bool]] = []
         if self.uid is not None:
             uid = self.uid
-            conditions.append(lambda s: _as_text(s.attributes.get("UID", "")) == uid)
+            conditions.append(lambda s: _as_text(s.attributes.get(UID, "")) == uid)
         if self.service is not None:
             service = self.service
-            conditions.append(lambda s: _as_text(s.resource.get("service.name", "")) == service)
+            conditions.append(lambda s: _as_text(s.resource.get(SERVICE_NAME, "")) == service)
         for key, value in self.attributes:
             conditions.append(_attribute_condition(key, value))
         return conditions

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, TextIO
 
+from k8s_otel._attributes import EXCEPTION_EVENT, EXCEPTION_TYPE, SERVICE_NAME
 from k8s_otel.cli._receiver import ReceivedSpan
 
 __all__ = [
@@ -270,7 +271,7 @@ def render_waterfall(
     end = max(_end(s) for s in members)
     span_total = max(end - start, 0)
     names_by_id = {s.span_id: s.name for s in members}
-    services = sorted({printable(s.resource.get("service.name", "?")) for s in members})
+    services = sorted({printable(s.resource.get(SERVICE_NAME, "?")) for s in members})
     trace_id = printable(members[0].trace_id)
     head = title or f"trace {trace_id}"
     errors = sum(1 for s in members if s.status_code == "ERROR")
@@ -287,7 +288,7 @@ def render_waterfall(
     shown = rows[:max_rows]
     names = [printable(row.span.name) for row in shown]
     service_width = min(
-        max(display_width(printable(r.span.resource.get("service.name", "?"))) for r in shown), 20
+        max(display_width(printable(r.span.resource.get(SERVICE_NAME, "?"))) for r in shown), 20
     )
     kind_width = 8
     duration_width = 9
@@ -329,7 +330,7 @@ def render_waterfall(
         status = "ERROR" if span.status_code == "ERROR" else ("ok" if span.status_code == "OK" else "")
         line = (
             f"{_pad(label, label_width, c.ellipsis)} "
-            f"{_pad(printable(span.resource.get('service.name', '?')), service_width, c.ellipsis)} "
+            f"{_pad(printable(span.resource.get(SERVICE_NAME, '?')), service_width, c.ellipsis)} "
             f"{_pad(printable(span.kind), kind_width, c.ellipsis)} "
             f"{c.edge}{bar}{c.edge} {_ms(_end(span) - span.start_time_unix_nano):>{duration_width}} {status}"
         )
@@ -345,8 +346,8 @@ def render_waterfall(
             at = span.event_times_unix_nano[index] if index < len(span.event_times_unix_nano) else 0
             offset = f" +{_ms(at - span.start_time_unix_nano)}" if at >= span.start_time_unix_nano > 0 else ""
             what = printable(name)
-            if name == "exception" and "exception.type" in attributes:
-                what += f" {printable(attributes['exception.type'])}"
+            if name == EXCEPTION_EVENT and EXCEPTION_TYPE in attributes:
+                what += f" {printable(attributes[EXCEPTION_TYPE])}"
             details.append(
                 f"{c.event} {what}{offset}" + (f"  {_attributes_text(attributes)}" if verbose else "")
             )

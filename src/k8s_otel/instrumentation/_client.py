@@ -1,7 +1,8 @@
 """CLIENT spans for calls to kube-apiserver, shared by the ``kubernetes`` client and kopf wrappers.
 
 A call is one span named exactly as kube-apiserver names its server span for the same request,
-with the components' keys. While it is open, generic HTTP instrumentation (urllib3, aiohttp-client)
+with kube-apiserver's request keys and the OpenTelemetry ones (``k8s.namespace.name``, ``http.*``:
+see ``k8s_otel._attributes``). While it is open, generic HTTP instrumentation (urllib3, aiohttp-client)
 is suppressed: one span per call, ours. What is recorded of an error is its type and status, never
 its text (the response body).
 """
@@ -18,14 +19,22 @@ from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from k8s_otel._conventions import (
+from k8s_otel._attributes import (
     API_GROUP,
     API_VERSION,
+    ERROR_TYPE,
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    K8S_NAMESPACE_NAME,
     NAME,
-    NAMESPACE,
     RESOURCE,
+    SERVER_ADDRESS,
+    SERVER_PORT,
     SUBRESOURCE,
+    URL_FULL,
     VERB,
+)
+from k8s_otel._conventions import (
     RequestInfoError,
     normalized_verb,
     parse_request_info,
@@ -71,7 +80,7 @@ def _describe(
             (API_VERSION, info.api_version),
             (RESOURCE, info.resource),
             (SUBRESOURCE, info.subresource),
-            (NAMESPACE, info.namespace),
+            (K8S_NAMESPACE_NAME, info.namespace),
             (NAME, info.name),
         ):
             if value:
@@ -96,14 +105,14 @@ def start_client_span(
     if query_params:
         query = "&".join(q for q in (query, urlencode(list(query_params))) if q)
     name, described = _describe(method, parts.path, query, content_type)
-    attributes: dict[str, Any] = {**dict(described), "http.request.method": method}
+    attributes: dict[str, Any] = {**dict(described), HTTP_REQUEST_METHOD: method}
     if parts.hostname:
-        attributes["server.address"] = parts.hostname
-        attributes["url.full"] = urlunsplit(
+        attributes[SERVER_ADDRESS] = parts.hostname
+        attributes[URL_FULL] = urlunsplit(
             (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, "")
         )
         if parts.port is not None:
-            attributes["server.port"] = parts.port
+            attributes[SERVER_PORT] = parts.port
     return tracer.start_span(name, context, kind=SpanKind.CLIENT, attributes=attributes)
 
 
@@ -127,11 +136,11 @@ def finish_client_span(span: Span, response: Any = None, error: Optional[BaseExc
             status = getattr(error, "status", None) or status
             http_status = status if isinstance(status, int) and not isinstance(status, bool) else None
             record_error(span, error, status=http_status)
-            span.set_attribute("error.type", str(http_status) if http_status else type(error).__qualname__)
+            span.set_attribute(ERROR_TYPE, str(http_status) if http_status else type(error).__qualname__)
         if isinstance(status, int) and status:
-            span.set_attribute("http.response.status_code", status)
+            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
             if status >= 400 and error is None:
-                span.set_attribute("error.type", str(status))
+                span.set_attribute(ERROR_TYPE, str(status))
                 span.set_status(Status(StatusCode.ERROR))
     except Exception:  # never let tracing break a controller
         _logger.debug("k8s_otel: failed to finish a client span", exc_info=True)

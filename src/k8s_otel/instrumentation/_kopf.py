@@ -43,7 +43,23 @@ except ImportError as error:
 from opentelemetry.trace import Link, Span, SpanKind
 
 from k8s_otel import __version__
-from k8s_otel._conventions import API_GROUP, API_VERSION, RESOURCE, SUBRESOURCE
+from k8s_otel._attributes import (
+    API_GROUP,
+    API_VERSION,
+    ERROR_TYPE,
+    KOPF_EVENT_TYPE,
+    KOPF_HANDLER_ID,
+    KOPF_HANDLER_TYPE,
+    KOPF_OUTCOME,
+    KOPF_RETRY,
+    KOPF_RETRY_DELAY,
+    LINK_ANNOTATION,
+    RESOURCE,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    SUBRESOURCE,
+    URL_FULL,
+)
 from k8s_otel._errors import record_error, record_messages_from_env
 from k8s_otel._propagation import extract, inject, parse_traceparent
 from k8s_otel._trust import TrustPolicy
@@ -53,12 +69,10 @@ from k8s_otel.instrumentation._client import (
     finish_client_span,
     start_client_span,
 )
-from k8s_otel.objects import K8S_NAMESPACE_NAME, LINK_ANNOTATION, TRACEPARENT_ANNOTATION, object_identity
+from k8s_otel.objects import TRACEPARENT_ANNOTATION, object_identity
 
 __all__ = [
     "DEFAULT_TRACEPARENT_ANNOTATION",
-    "K8S_NAMESPACE_NAME",
-    "LINK_ANNOTATION",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
     "check_annotation_name",
@@ -70,14 +84,8 @@ SCOPE = "k8s_otel.instrumentation.kopf"
 TRACEPARENT_ANNOTATION_ENV = "K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION"
 DEFAULT_TRACEPARENT_ANNOTATION = "k8s-otel.io/traceparent"
 
-# Span attribute keys. Object identity uses kube-apiserver's keys (as on its admission spans) and
-# the OTel semantic-convention namespace key; the kopf-specific ones are namespaced ``kopf.``.
-HANDLER_ID = "kopf.handler.id"
-HANDLER_TYPE = "kopf.handler.type"
-EVENT_TYPE = "kopf.event.type"
-RETRY = "kopf.retry"
-OUTCOME = "kopf.outcome"
-RETRY_DELAY = "kopf.retry.delay"
+# Span attribute keys are in k8s_otel._attributes: the object's identity as every adapter gives it
+# (objects.object_identity), the kopf-specific ones namespaced ``kopf.``.
 
 # kopf's handler classes (1.37+ names, and the older ``Resource*`` ones) -> our handler type.
 _HANDLER_TYPES = {
@@ -155,7 +163,12 @@ def _static(
     """The span name and the keys that depend on the handler only (cached: a controller has few)."""
     decorator = _DECORATOR.get(kind, f"kopf.on.{kind}")
     label = f"{plural}.{group}" if group else plural
-    keys = [(API_VERSION, version), (RESOURCE, plural), (HANDLER_TYPE, kind), (HANDLER_ID, handler_id)]
+    keys = [
+        (API_VERSION, version),
+        (RESOURCE, plural),
+        (KOPF_HANDLER_TYPE, kind),
+        (KOPF_HANDLER_ID, handler_id),
+    ]
     if group:
         keys.insert(0, (API_GROUP, group))
     return f"{decorator} {label}", tuple(keys)
@@ -186,7 +199,7 @@ def _metadata(cause: Any) -> Mapping[str, Any]:
 
 
 def _identity(group: str, plural: str, metadata: Mapping[str, Any], cause: Any) -> dict[str, Any]:
-    """The object's identity: kube-apiserver's keys, and the semantic conventions' where they exist."""
+    """The object's identity (``objects.object_identity``) and the subresource a cause names."""
     attributes = object_identity(metadata, group=group, plural=plural)
     subresource = getattr(cause, "subresource", None)
     if subresource:
@@ -243,10 +256,10 @@ class _HandlerSpans:
         kind, name, group, plural, keys = described
         attributes: dict[str, Any] = keys.copy()
         if isinstance(retry, int):
-            attributes[RETRY] = retry
+            attributes[KOPF_RETRY] = retry
         event_type = _event_type(kind, cause)
         if event_type:
-            attributes[EVENT_TYPE] = event_type
+            attributes[KOPF_EVENT_TYPE] = event_type
 
         parent: Optional[Context] = None
         links: list[Link] = []
@@ -300,15 +313,15 @@ class _HandlerSpans:
     ) -> None:
         try:
             if error is None:
-                span.set_attribute(OUTCOME, "success")
+                span.set_attribute(KOPF_OUTCOME, "success")
             elif isinstance(error, asyncio.CancelledError):
-                span.set_attribute(OUTCOME, "cancelled")  # a daemon stopped, the operator exiting
+                span.set_attribute(KOPF_OUTCOME, "cancelled")  # a daemon stopped, the operator exiting
             elif isinstance(error, self.errors["children"]):
-                span.set_attribute(OUTCOME, "retry")  # sub-handlers still running: not a failure
+                span.set_attribute(KOPF_OUTCOME, "retry")  # sub-handlers still running: not a failure
             elif isinstance(error, self.errors["temporary"]):
                 delay = getattr(error, "delay", None)
                 if isinstance(delay, (int, float)):
-                    span.set_attribute(RETRY_DELAY, float(delay))
+                    span.set_attribute(KOPF_RETRY_DELAY, float(delay))
                 if _kopf_gives_up(handler, retry, runtime, delay):
                     self._failed(
                         span, error, "permanent-error", "; kopf gives up: retries or timeout reached"
@@ -316,12 +329,12 @@ class _HandlerSpans:
                 else:
                     # kopf's requeue: the handler asks to be called again later. Not an error of
                     # the controller, but the reason is recorded.
-                    span.set_attribute(OUTCOME, "retry")
-                    span.set_attribute("error.type", type(error).__qualname__)
+                    span.set_attribute(KOPF_OUTCOME, "retry")
+                    span.set_attribute(ERROR_TYPE, type(error).__qualname__)
                     self._record(span, error, set_status=False)
             elif isinstance(error, self.errors["admission"]):
-                span.set_attribute(OUTCOME, "denied")  # a validating answer, not a failure
-                span.set_attribute("error.type", type(error).__qualname__)
+                span.set_attribute(KOPF_OUTCOME, "denied")  # a validating answer, not a failure
+                span.set_attribute(ERROR_TYPE, type(error).__qualname__)
                 self._record(span, error, set_status=False)
             else:
                 permanent = isinstance(error, self.errors["permanent"])
@@ -332,8 +345,8 @@ class _HandlerSpans:
             end_span(span)
 
     def _failed(self, span: Span, error: BaseException, outcome: str, note: str = "") -> None:
-        span.set_attribute(OUTCOME, outcome)
-        span.set_attribute("error.type", type(error).__qualname__)
+        span.set_attribute(KOPF_OUTCOME, outcome)
+        span.set_attribute(ERROR_TYPE, type(error).__qualname__)
         self._record(span, error, description_suffix=note)
 
     def _record(self, span: Span, error: BaseException, **options: Any) -> None:
@@ -439,10 +452,10 @@ def _set_server(span: Span, response: Any) -> None:
         url = getattr(response, "url", None)
         if url is None or not span.is_recording():
             return
-        span.set_attribute("server.address", str(url.host or ""))
+        span.set_attribute(SERVER_ADDRESS, str(url.host or ""))
         if url.port is not None:
-            span.set_attribute("server.port", int(url.port))
-        span.set_attribute("url.full", str(url.with_user(None)))
+            span.set_attribute(SERVER_PORT, int(url.port))
+        span.set_attribute(URL_FULL, str(url.with_user(None)))
     except Exception:
         _logger.debug("k8s_otel: no server address from a kopf response", exc_info=True)
 

@@ -11,8 +11,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel._admission import ReviewRequest
+from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
 from k8s_otel._trust import Caller
-from k8s_otel.webhook._core import NOT_READ, PROBLEMS, WebhookMiddleware, detach, http_server_attributes
+from k8s_otel.webhook._core import NOT_READ, WebhookMiddleware, detach, http_server_attributes
 from k8s_otel.webhook._tls import asgi_client_subject
 
 __all__ = ["ASGIMiddleware"]
@@ -175,7 +176,7 @@ def _name_after_route(span: trace.Span, scope: Scope, method: str) -> None:
         path = getattr(scope.get("route"), "path", None)
         if isinstance(path, str) and path:
             span.update_name(f"{method} {path[:128]}")
-            span.set_attribute("http.route", path[:1024])
+            span.set_attribute(HTTP_ROUTE, path[:1024])
     except Exception:  # a route object we do not understand: keep the name we have
         return
 

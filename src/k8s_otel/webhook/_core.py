@@ -2,8 +2,9 @@
 
 The SERVER span starts in the context kube-apiserver sent (or links to it, per the trust policy),
 so it is a child of the apiserver's ``HTTP POST`` client span, itself under ``Call validating
-webhook`` / ``Call mutating webhook``. Its attributes reuse the apiserver's keys (``UID``,
-``operation``, ``resource``, …) so one query joins both sides. When the span is not sampled, the
+webhook`` / ``Call mutating webhook``. Its attributes reuse that span's keys (``UID``,
+``operation``, ``resource``, …) so one query joins both sides; the rest follow the OpenTelemetry
+conventions (``k8s.namespace.name``, ``http.*``), see ``k8s_otel._attributes``. When the span is not sampled, the
 request goes through untouched: no body is buffered, nothing is parsed. Only requests that look
 like an AdmissionReview (POST, a JSON content type, a route the ``paths`` option accepts) are read.
 """
@@ -21,7 +22,41 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from k8s_otel import __version__
 from k8s_otel._admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
-from k8s_otel._conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
+from k8s_otel._attributes import (
+    ALLOWED,
+    CLIENT_ADDRESS,
+    DRY_RUN,
+    ERROR_TYPE,
+    GROUPS,
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+    K8S_NAMESPACE_NAME,
+    KIND,
+    MATCHED_RESOURCE,
+    NAME,
+    NETWORK_PEER_ADDRESS,
+    NETWORK_PEER_PORT,
+    NETWORK_PROTOCOL_VERSION,
+    OPERATION,
+    PATCH_OPERATIONS,
+    PATCH_TYPE,
+    PROBLEMS,
+    RESOURCE,
+    REVIEW_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    STATUS_CODE,
+    SUBRESOURCE,
+    UID,
+    URL_PATH,
+    URL_QUERY,
+    URL_SCHEME,
+    USER_AGENT_ORIGINAL,
+    USERNAME,
+    WARNINGS,
+    WEBHOOK_TYPE,
+)
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
 from k8s_otel._propagation import extract_from_values
 from k8s_otel._trust import Caller, TrustPolicy
@@ -38,23 +73,6 @@ _MAX_NAME_PATH = 128
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 WEBHOOK_TYPES = ("validating", "mutating")
 
-# kube-apiserver's keys (its "Call … webhook" span and REST spans) come from conventions; "kind"
-# carries GroupVersionKind.String(), as the apiserver formats it.
-KIND = "kind"
-# Ours: the AdmissionReview field path, so the key says where the value came from.
-REVIEW_VERSION = "request.apiVersion"
-MATCHED_RESOURCE = "request.resource"
-DRY_RUN = "request.dryRun"
-USERNAME = "request.userInfo.username"
-GROUPS = "request.userInfo.groups"
-ALLOWED = "response.allowed"
-STATUS_CODE = "response.status.code"
-PATCH_TYPE = "response.patchType"
-PATCH_OPERATIONS = "response.patch.operations"
-WARNINGS = "response.warnings.count"
-PROBLEMS = "admission.problems"
-WEBHOOK_TYPE = "admission.webhook.type"
-
 DISCONNECTED = "the client disconnected before the response was complete"
 
 NOT_READ = ReviewRequest()
@@ -65,7 +83,7 @@ PathFilter = Union[Collection[str], Callable[[str], bool], None]
 def attribute_keys() -> tuple[str, ...]:
     """Every admission key the wrappers may set (tests check that docs/webhooks.md lists each one)."""
     return (
-        UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, NAMESPACE, KIND, REVIEW_VERSION, MATCHED_RESOURCE,
+        UID, OPERATION, RESOURCE, SUBRESOURCE, NAME, K8S_NAMESPACE_NAME, KIND, REVIEW_VERSION, MATCHED_RESOURCE,
         DRY_RUN, USERNAME, GROUPS, ALLOWED, STATUS_CODE, PATCH_TYPE, PATCH_OPERATIONS, WARNINGS, PROBLEMS,
         WEBHOOK_TYPE,
     )  # fmt: skip
@@ -210,7 +228,7 @@ class WebhookTracer:
             (RESOURCE, review.resource),
             (MATCHED_RESOURCE, review.matched_resource),
             (NAME, review.name),
-            (NAMESPACE, review.namespace),
+            (K8S_NAMESPACE_NAME, review.namespace),
             (KIND, review.kind),
         ):
             if value:
@@ -269,12 +287,12 @@ class WebhookTracer:
         problems = list(review.problems)
         attributes: dict[str, Any] = {}  # set in one call: the SDK's cost is per call and per key
         if status is not None:
-            attributes["http.response.status_code"] = status
+            attributes[HTTP_RESPONSE_STATUS_CODE] = status
         if error is not None:
             record_error(span, error, record_message=self.record_exception_messages)
-            attributes["error.type"] = type(error).__qualname__
+            attributes[ERROR_TYPE] = type(error).__qualname__
         elif status is not None and status >= 500:
-            attributes["error.type"] = str(status)
+            attributes[ERROR_TYPE] = str(status)
             span.set_status(Status(StatusCode.ERROR))
         if status is not None and not 200 <= status < 300 and error is None and review is not NOT_READ:
             problems.append(
@@ -328,27 +346,27 @@ def http_server_attributes(
 ) -> dict[str, Any]:
     """The stable OTel HTTP server attributes for the admission span, each value bounded."""
     attributes: dict[str, Any] = {
-        "http.request.method": bounded(method, 64),
-        "url.scheme": bounded(scheme, 64),
-        "url.path": bounded(path),
+        HTTP_REQUEST_METHOD: bounded(method, 64),
+        URL_SCHEME: bounded(scheme, 64),
+        URL_PATH: bounded(path),
     }
     if query:
-        attributes["url.query"] = bounded(query)
+        attributes[URL_QUERY] = bounded(query)
     address, port = _host_port(host) if host else (server or (None, None))
     if address:
-        attributes["server.address"] = bounded(address, 255)
+        attributes[SERVER_ADDRESS] = bounded(address, 255)
     if port:
-        attributes["server.port"] = port
+        attributes[SERVER_PORT] = port
     if client:
-        attributes["client.address"] = attributes["network.peer.address"] = bounded(client[0], 255)
+        attributes[CLIENT_ADDRESS] = attributes[NETWORK_PEER_ADDRESS] = bounded(client[0], 255)
         if client[1]:
-            attributes["network.peer.port"] = client[1]
+            attributes[NETWORK_PEER_PORT] = client[1]
     if user_agent:
-        attributes["user_agent.original"] = bounded(user_agent, MAX_ATTRIBUTE_LENGTH)
+        attributes[USER_AGENT_ORIGINAL] = bounded(user_agent, MAX_ATTRIBUTE_LENGTH)
     if protocol_version:
-        attributes["network.protocol.version"] = bounded(protocol_version, 16)
+        attributes[NETWORK_PROTOCOL_VERSION] = bounded(protocol_version, 16)
     if route:
-        attributes["http.route"] = bounded(route)
+        attributes[HTTP_ROUTE] = bounded(route)
     return attributes
 
 

@@ -10,8 +10,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel._admission import ReviewRequest
+from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
 from k8s_otel._trust import Caller
-from k8s_otel.webhook._core import NOT_READ, PROBLEMS, WebhookMiddleware, detach, http_server_attributes
+from k8s_otel.webhook._core import NOT_READ, WebhookMiddleware, detach, http_server_attributes
 from k8s_otel.webhook._tls import wsgi_client_subject
 
 __all__ = ["WSGIMiddleware"]
@@ -232,7 +233,7 @@ class WSGIMiddleware(WebhookMiddleware):
         if isinstance(route, str) and route:
             method = environ.get("REQUEST_METHOD", "")
             span.update_name(f"{method} {route[:128]}")
-            span.set_attribute("http.route", route[:1024])
+            span.set_attribute(HTTP_ROUTE, route[:1024])
 
     def _traced(
         self,
