@@ -33,6 +33,7 @@ from k8s_otel._export import (
     RetryingExporter,
     StableResource,
 )
+from k8s_otel._exceptions import InvalidArgumentError, K8sOtelError
 from k8s_otel._exporter import build_exporter
 from k8s_otel._redact import split_userinfo
 from k8s_otel._resource import KubernetesResourceDetector
@@ -79,7 +80,7 @@ class _PropagatingTracerProvider(trace.NoOpTracerProvider):
         return _PropagatingTracer()
 
 
-class AlreadyConfiguredError(RuntimeError):
+class AlreadyConfiguredError(K8sOtelError, RuntimeError):
     """``configure()`` was called again with different arguments."""
 
 
