@@ -72,7 +72,9 @@ def validate_samples_per_million(value: object) -> Optional[int]:
             )
         value = int(value)
     if value < 0:
-        raise InvalidArgumentError(f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive")
+        raise InvalidArgumentError(
+            f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive"
+        )
     if value > MAX_SAMPLES_PER_MILLION:
         raise InvalidArgumentError(
             f"samplingRatePerMillion: Invalid value: {value}: "

@@ -65,7 +65,9 @@ class SampledParentBudget:
 
     def __init__(self, rate: float, burst: Optional[float] = None) -> None:
         if not rate >= 0:  # also refuses NaN
-            raise InvalidArgumentError(f"a sampled-parent budget must be a rate >= 0 per second, not {rate!r}")
+            raise InvalidArgumentError(
+                f"a sampled-parent budget must be a rate >= 0 per second, not {rate!r}"
+            )
         self.rate = float(rate)
         # A rate of 0 honours nothing; any other rate allows a burst of at least one.
         self.burst = float(burst) if burst is not None else (max(self.rate, 1.0) if self.rate > 0 else 0.0)
@@ -181,7 +183,9 @@ class TrustPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in ("trust", "link", "rule"):
-            raise InvalidArgumentError(f"trust policy mode must be 'trust', 'link' or 'rule', not {self.mode!r}")
+            raise InvalidArgumentError(
+                f"trust policy mode must be 'trust', 'link' or 'rule', not {self.mode!r}"
+            )
         if (self.mode == "rule") != (self.rule is not None):
             raise InvalidArgumentError("a trust policy has a rule exactly when its mode is 'rule'")
 
@@ -206,7 +210,9 @@ class TrustPolicy:
                 value.strip().lower()
             )
             if named is None:
-                raise InvalidArgumentError(f"unknown trust policy {value!r}: use 'trust', 'link' or 'kube-apiserver'")
+                raise InvalidArgumentError(
+                    f"unknown trust policy {value!r}: use 'trust', 'link' or 'kube-apiserver'"
+                )
             return named
         if callable(value):
             return cls.decide_with(value)

@@ -10,8 +10,10 @@ termination; ``TracingHandle.statistics()`` says where every span went (docs/exp
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -26,6 +28,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._exceptions import InvalidArgumentError, K8sOtelError
 from k8s_otel._export import (
     CountingBatchSpanProcessor,
     ExportLedger,
@@ -33,12 +36,12 @@ from k8s_otel._export import (
     RetryingExporter,
     StableResource,
 )
-from k8s_otel._exceptions import InvalidArgumentError, K8sOtelError
 from k8s_otel._exporter import build_exporter
-from k8s_otel._redact import split_userinfo
+from k8s_otel._headers import normalise_headers
+from k8s_otel._redact import excerpt, split_userinfo
 from k8s_otel._resource import KubernetesResourceDetector
-from k8s_otel._sampling import PerMillionSampler, sample_linked_from_env
-from k8s_otel._settings import EffectiveSettings, HeadersInput, resolve_settings
+from k8s_otel._sampling import PerMillionSampler, validate_samples_per_million
+from k8s_otel._settings import EffectiveSettings, HeadersInput, log_problems, resolve_settings
 
 __all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "configure", "resource_for"]
 
@@ -268,18 +271,197 @@ DEFAULT_ATTRIBUTE_VALUE_LENGTH = 16_384
 taken from a request must never make a span, or its batch, too large to export."""
 
 
+_SDK_COUNT_LIMIT = 128  # the SDK's default for every count limit
+
+
 def _span_limits() -> SpanLimits:
-    if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
-        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
-    ):
-        return SpanLimits()  # the SDK reads the variables itself
-    return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)
+    try:
+        if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+        ):
+            return SpanLimits()  # the SDK reads the variables itself
+        return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)
+    except ValueError:  # a bad OTEL_*_LIMIT variable, which settings.problems names: never raise for it
+        count = _SDK_COUNT_LIMIT
+        return SpanLimits(
+            max_attributes=count,
+            max_events=count,
+            max_links=count,
+            max_span_attributes=count,
+            max_event_attributes=count,
+            max_link_attributes=count,
+            max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH,
+            max_span_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH,
+        )
 
 
 def _take_from_process_budget() -> bool:
     from k8s_otel._trust import process_budget
 
     return process_budget().take()
+
+
+_SUPPORTED_PROTOCOLS = ("grpc", "http/protobuf")
+_SKIPPED = re.compile(r";? (both )?skipped( \(the value is not shown\))?$")
+_ATTRIBUTE_TYPES = (str, bool, int, float)
+
+
+def _bad(argument: str, problem: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"k8s_otel.configure(): {argument}: {problem}", argument=argument)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_optional_bool(argument: str, value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise _bad(argument, f"must be True, False or None, not a {_type_name(value)}")
+
+
+def _check_endpoint(endpoint: object) -> None:
+    if endpoint is None:
+        return
+    if not isinstance(endpoint, str):
+        raise _bad("endpoint", f"must be a string such as 'collector:4317', not a {_type_name(endpoint)}")
+    if not endpoint.strip():
+        raise _bad(
+            "endpoint", "must not be empty (None means: from the file, the environment or the default)"
+        )
+    # Whether it parses is decided by resolve_settings, which raises InvalidArgumentError for an argument.
+
+
+def _check_protocol(protocol: object) -> None:
+    if protocol is None:
+        return
+    if not isinstance(protocol, str):
+        raise _bad("protocol", f"must be 'grpc' or 'http/protobuf', not a {_type_name(protocol)}")
+    if protocol.strip().lower() not in _SUPPORTED_PROTOCOLS:
+        raise _bad("protocol", f"{excerpt(protocol)!r} is not supported: use 'grpc' or 'http/protobuf'")
+
+
+def _check_rate(rate: object) -> None:
+    try:
+        validate_samples_per_million(rate)
+    except ValueError as error:
+        raise _bad("sampling_rate_per_million", str(error)) from None
+
+
+def _check_shutdown_timeout(seconds: object) -> None:
+    if seconds is None:
+        return
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise _bad("shutdown_timeout", f"must be a number of seconds, not a {_type_name(seconds)}")
+    if not 0 < seconds < float("inf"):  # also refuses NaN
+        raise _bad("shutdown_timeout", f"must be a positive, finite number of seconds, not {seconds!r}")
+
+
+def _check_text(argument: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise _bad(argument, f"must be a string, not a {_type_name(value)}")
+    if not value.strip():
+        raise _bad(argument, "must not be empty (None means: from the environment)")
+
+
+def _check_config_file(path: object) -> None:
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise _bad("config_file", f"must be a path (str or os.PathLike[str]), not a {_type_name(path)}")
+    if not os.fspath(path).strip():
+        raise _bad("config_file", "must not be empty")
+
+
+def _attribute_value_ok(value: object) -> bool:
+    if isinstance(value, _ATTRIBUTE_TYPES):
+        return True
+    if isinstance(value, (list, tuple)):
+        kinds = {type(item) for item in value}
+        return len(kinds) <= 1 and all(isinstance(item, _ATTRIBUTE_TYPES) for item in value)
+    return False
+
+
+def _check_resource(resource: object) -> None:
+    """A Resource, or a mapping of attribute names to OTel attribute values; values are never shown."""
+    if resource is None or isinstance(resource, Resource):
+        return
+    if not isinstance(resource, Mapping):
+        raise _bad("resource", f"must be a Resource or a mapping of attributes, not a {_type_name(resource)}")
+    for key, value in resource.items():
+        if not isinstance(key, str) or not key:
+            raise _bad("resource", f"attribute names must be non-empty strings, not a {_type_name(key)}")
+        if not _attribute_value_ok(value):
+            raise _bad(
+                "resource",
+                f"attribute {excerpt(key)!r}: a {_type_name(value)} is not an attribute value "
+                "(str, bool, int, float, or a list of one of them)",
+            )
+
+
+def _check_headers(headers: object) -> None:
+    """Every header must be sendable: a bad one raises, naming its position or name, never its value."""
+    if headers is None:
+        return
+    if isinstance(headers, str):
+        pairs: object = None
+    elif isinstance(headers, Mapping):
+        pairs = list(headers.items())
+    elif isinstance(headers, (list, tuple)):
+        pairs = list(headers)
+    else:
+        raise _bad(
+            "headers",
+            f"must be 'name=value,...', a mapping or a sequence of (name, value) pairs, not a {_type_name(headers)}",
+        )
+    if isinstance(pairs, list):
+        for position, pair in enumerate(pairs, start=1):
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise _bad("headers", f"header {position} is not a (name, value) pair")
+            if not isinstance(pair[0], str) or not isinstance(pair[1], str):
+                raise _bad(
+                    "headers",
+                    f"header {position}: names and values must be strings, not {_type_name(pair[0])} "
+                    f"and {_type_name(pair[1])} (the value is not shown)",
+                )
+    problems: list[str] = []
+    normalise_headers(headers, problems)
+    if problems:
+        # The parser's words are for the environment ("...; skipped"); an argument is refused instead.
+        reasons = [_SKIPPED.sub("", problem.removeprefix("headers argument: ")) for problem in problems]
+        raise _bad("headers", "; ".join(reasons) + " (header values are never shown)")
+
+
+def _check_arguments(
+    *,
+    endpoint: object,
+    sampling_rate_per_million: object,
+    config_file: object,
+    service_name: object,
+    resource: object,
+    headers: object,
+    insecure: object,
+    protocol: object,
+    shutdown_timeout: object,
+    install: object,
+    log_correlation: object,
+    sample_linked: object,
+) -> None:
+    """Raise ``InvalidArgumentError`` for the first bad argument: wrong arguments are code errors."""
+    _check_endpoint(endpoint)
+    _check_rate(sampling_rate_per_million)
+    _check_config_file(config_file)
+    _check_text("service_name", service_name)
+    _check_resource(resource)
+    _check_headers(headers)
+    _check_optional_bool("insecure", insecure)
+    _check_protocol(protocol)
+    _check_shutdown_timeout(shutdown_timeout)
+    if not isinstance(install, bool):
+        raise _bad("install", f"must be True or False, not a {_type_name(install)}")
+    _check_optional_bool("log_correlation", log_correlation)
+    _check_optional_bool("sample_linked", sample_linked)
 
 
 def configure(
@@ -304,12 +486,28 @@ def configure(
     ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
     ``shutdown_timeout`` (seconds; ``K8S_OTEL_SHUTDOWN_TIMEOUT`` in milliseconds; 5 s) bounds what
     exit and SIGTERM spend delivering queued spans.
-    Bad files and variables are logged and ignored; only bad arguments raise. A second call with
-    the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
+    A bad argument raises ``InvalidArgumentError`` (a ``K8sOtelError``); bad files and variables
+    never raise: they are listed in ``handle.settings.problems``, logged once each, and replaced by
+    the default (docs/configuration.md, "Errors"). A second call with the same arguments returns
+    the same handle; with different ones it raises AlreadyConfiguredError.
     ``log_correlation`` puts trace ids in every log record (None: ``OTEL_PYTHON_LOG_CORRELATION``).
     ``sample_linked`` (default: ``K8S_OTEL_SAMPLE_LINKED``, off): also sample a root whose link is
     sampled (``PerMillionSampler(..., sample_linked=True)``; docs/objects.md says what it costs).
     """
+    _check_arguments(
+        endpoint=endpoint,
+        sampling_rate_per_million=sampling_rate_per_million,
+        config_file=config_file,
+        service_name=service_name,
+        resource=resource,
+        headers=headers,
+        insecure=insecure,
+        protocol=protocol,
+        shutdown_timeout=shutdown_timeout,
+        install=install,
+        log_correlation=log_correlation,
+        sample_linked=sample_linked,
+    )
     arguments = {
         "endpoint": endpoint,
         "sampling_rate_per_million": sampling_rate_per_million,
@@ -335,9 +533,9 @@ def configure(
             insecure=insecure,
             protocol=protocol,
             shutdown_timeout=shutdown_timeout,
+            sample_linked=sample_linked,
         )
-        linked = sample_linked_from_env() if sample_linked is None else bool(sample_linked)
-        handle = _build(settings, resource, arguments, install, sample_linked=linked)
+        handle = _build(settings, resource, arguments, install)
         if install:
             _installed = handle
     if handle.installed:
@@ -382,11 +580,9 @@ def _build(
     resource: Union[Resource, Mapping[str, Any], None],
     arguments: Mapping[str, Any],
     install: bool,
-    sample_linked: bool = False,
 ) -> TracingHandle:
-    for problem in settings.problems:
-        _logger.error("k8s_otel: %s", problem)
     if settings.sdk_disabled.value:
+        log_problems(settings.problems)
         provider: trace.TracerProvider = _PropagatingTracerProvider()
         installed = install and _install(provider)
         return TracingHandle(provider, settings, None, installed=installed, arguments=arguments)
@@ -394,20 +590,21 @@ def _build(
     sdk_provider = TracerProvider(
         sampler=PerMillionSampler(
             settings.sampling_rate_per_million.value,
-            sample_linked=sample_linked,
+            sample_linked=settings.sample_linked.value,
             # A sampled link is as forceable as a sampled parent: both spend the process's budget.
-            link_budget=_take_from_process_budget if sample_linked else None,
+            link_budget=_take_from_process_budget if settings.sample_linked.value else None,
         ),
         resource=resource_for(settings, resource),
         shutdown_on_exit=False,
         span_limits=_span_limits(),
     )
     exporter, refusal = build_exporter(settings)
+    if refusal is not None and refusal not in settings.problems:
+        settings = dataclasses.replace(settings, problems=(*settings.problems, refusal))
+    log_problems(settings.problems)  # the one place: each problem once, one line each
     processor = None
     ledger = ExportLedger()
-    if exporter is None:
-        _logger.error("k8s_otel: %s", refusal)
-    else:
+    if exporter is not None:
         # A failed batch is retried for OTEL_BSP_EXPORT_TIMEOUT ("the maximum allowed time to export
         # data"), which the SDK reads but does not use.
         retrying = RetryingExporter(

@@ -22,8 +22,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from k8s_otel import __version__
 from k8s_otel._admission import ReviewRequest, ReviewResponse, check_review_response, parse_review_request
 from k8s_otel._conventions import NAME, NAMESPACE, OPERATION, RESOURCE, SUBRESOURCE, UID
-from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._propagation import extract_from_values
 from k8s_otel._trust import Caller, TrustPolicy
 
@@ -103,11 +103,15 @@ class WebhookTracer:
         fast_reader: bool = True,
     ) -> None:
         if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
-            raise InvalidArgumentError(f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}")
+            raise InvalidArgumentError(
+                f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}"
+            )
         if max_body_bytes < 0:
             raise InvalidArgumentError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
         if isinstance(paths, str):
-            raise InvalidArgumentError(f"paths must be a collection of paths or a function, not the string {paths!r}")
+            raise InvalidArgumentError(
+                f"paths must be a collection of paths or a function, not the string {paths!r}"
+            )
         self._tracer_provider = tracer_provider
         self._tracer: Optional[trace.Tracer] = None
         self.policy = TrustPolicy.parse(trust)
