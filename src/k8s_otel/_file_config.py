@@ -109,7 +109,7 @@ def per_million_sampler(**properties: Any) -> Sampler:
     from k8s_otel._settings import log_problems
 
     log_problems(source.problems, _logger)  # the one wording and rule: one line per problem, once
-    if source.rate is None:
+    if source.rate is None and not source.problems:  # a bad rate was logged just above
         _logger.warning(
             "k8s_otel: %s in %s has no rate (set %s or %s): root spans will not be sampled, as Kubernetes "
             "does when samplingRatePerMillion is unset",

@@ -364,6 +364,15 @@ def _host_port(host: str) -> tuple[Optional[str], Optional[int]]:
     return host.strip("[]"), None
 
 
+def is_recording(span: Span) -> bool:
+    """``span.is_recording()``, False when a broken span raises: the request then goes on untraced."""
+    try:
+        return bool(span.is_recording())
+    except Exception:
+        _logger.debug("k8s_otel: a span failed to say whether it records", exc_info=True)
+        return False
+
+
 def detach(token: object) -> None:
     try:
         otel_context.detach(token)  # type: ignore[arg-type]
