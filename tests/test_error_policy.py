@@ -76,6 +76,7 @@ def test_every_public_exception_derives_from_k8s_otel_error() -> None:
 
 def test_exceptions_callers_can_meet_keep_their_stdlib_bases() -> None:
     from k8s_otel._conventions import RequestInfoError
+    from k8s_otel._exceptions import MissingExtraError
     from k8s_otel._files import NotRegularFileError
     from k8s_otel._gourl import GoURLError
     from k8s_otel.cli._common import UserError
@@ -88,6 +89,7 @@ def test_exceptions_callers_can_meet_keep_their_stdlib_bases() -> None:
         GoURLError: (ValueError,),
         RequestInfoError: (ValueError,),
         NotRegularFileError: (OSError,),
+        MissingExtraError: (ModuleNotFoundError,),
         UserError: (),
         ExportFailed: (),
     }

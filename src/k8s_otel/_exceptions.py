@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["InvalidArgumentError", "K8sOtelError"]
+__all__ = ["InvalidArgumentError", "K8sOtelError", "MissingExtraError"]
 
 
 class K8sOtelError(Exception):
@@ -29,3 +29,10 @@ class InvalidArgumentError(K8sOtelError, ValueError, TypeError):
     def __init__(self, message: str, *, argument: Optional[str] = None) -> None:
         super().__init__(message)
         self.argument = argument
+
+
+class MissingExtraError(K8sOtelError, ModuleNotFoundError):
+    """An optional part of k8s-otel was imported without its extra (``pip install 'k8s-otel[flask]'``).
+
+    A ``ModuleNotFoundError``, so ``except ImportError`` still catches it; ``name`` is the missing module.
+    """
