@@ -135,6 +135,19 @@ def test_public_constructors_raise_an_invalid_argument_error_naming_the_argument
     assert argument in str(caught.value)
 
 
+_BAD_HEADERS: list[Any] = [
+    {"authorization": f"Bearer {CANARY}\nx-injected: 1"},
+    {"not a token": CANARY},
+    {"x-api-key": f"{CANARY}\u00e9"},
+    [("authorization", CANARY, "extra")],
+    [("authorization", 5)],
+    {"authorization": CANARY.encode()},
+    f"authorization=Bearer%20{CANARY},{CANARY}",
+    f"authorization {CANARY}",
+    f"x-api-key={CANARY}%0Ainjected",
+    {CANARY: "x"},  # a token pasted where the name goes
+    f"{CANARY}=x",
+]
 _NOT_BOOL = st.one_of(st.integers(), st.text(max_size=5), st.floats(allow_nan=False), st.lists(st.none()))
 _NOT_TEXT = st.one_of(st.integers(), st.floats(allow_nan=False), st.binary(max_size=5), st.lists(st.none()))
 _BAD_ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
@@ -179,19 +192,7 @@ _BAD_ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
         st.integers(),
         st.sets(st.integers(), max_size=2),
         st.lists(st.integers(), min_size=1, max_size=2),
-        st.sampled_from(
-            [
-                {"authorization": f"Bearer {CANARY}\nx-injected: 1"},
-                {"not a token": CANARY},
-                {"x-api-key": f"{CANARY}\u00e9"},
-                [("authorization", CANARY, "extra")],
-                [("authorization", 5)],
-                {"authorization": CANARY.encode()},
-                f"authorization=Bearer%20{CANARY},{CANARY}",
-                f"authorization {CANARY}",
-                f"x-api-key={CANARY}%0A",
-            ]
-        ),
+        st.sampled_from(_BAD_HEADERS),
     ),
 }
 
@@ -208,6 +209,14 @@ def test_every_bad_configure_argument_raises_naming_it(argument: str, data: st.D
     assert error.argument == argument
     assert argument in str(error)
     assert CANARY not in str(error)
+
+
+@pytest.mark.parametrize("headers", _BAD_HEADERS, ids=range(len(_BAD_HEADERS)))
+def test_a_header_argument_that_cannot_be_sent_raises_without_its_value(headers: Any) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        k8s_otel.configure(install=False, headers=headers)
+    assert caught.value.argument == "headers"
+    assert CANARY not in str(caught.value) and CANARY not in repr(caught.value.args)
 
 
 def test_good_arguments_still_build_a_handle() -> None:
@@ -247,6 +256,7 @@ _ENV_PROBLEMS: dict[str, Callable[[Path], dict[str, str]]] = {
         "OTEL_TRACES_SAMPLER_ARG": "often",
     },
     "OTEL_TRACES_SAMPLER=": lambda _: {"OTEL_TRACES_SAMPLER": "traceidratio"},
+    "OTEL_TRACES_EXPORTER": lambda _: {"OTEL_TRACES_EXPORTER": "console"},
     "OTEL_BSP_MAX_QUEUE_SIZE": lambda _: {"OTEL_BSP_MAX_QUEUE_SIZE": "-3"},
     "OTEL_EXPORTER_OTLP_INSECURE": lambda _: {"OTEL_EXPORTER_OTLP_INSECURE": "perhaps"},
     "OTEL_EXPORTER_OTLP_CERTIFICATE": lambda tmp: {

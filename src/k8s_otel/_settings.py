@@ -476,6 +476,16 @@ def _check_span_limits(r: _Resolver) -> None:
         )
 
 
+def _check_traces_exporter(r: _Resolver) -> None:
+    """``configure()`` always exports over OTLP: another ``OTEL_TRACES_EXPORTER`` is reported, not obeyed."""
+    value, name = r.env("OTEL_TRACES_EXPORTER")
+    if value is not None and value.lower() != "otlp":
+        r.problem(
+            f"{name}={excerpt(value)} is not used: k8s_otel.configure() always exports traces over OTLP "
+            "(OTEL_SDK_DISABLED=true turns tracing off)"
+        )
+
+
 def _resolve_sample_linked(r: _Resolver, argument: Optional[bool]) -> Setting[bool]:
     if argument is not None:
         return Setting(bool(argument), "argument")
@@ -529,6 +539,7 @@ def resolve_settings(
     linked = _resolve_sample_linked(r, sample_linked)
     shutdown = _resolve_shutdown_timeout(r, shutdown_timeout)
     _check_span_limits(r)
+    _check_traces_exporter(r)
     return EffectiveSettings(
         sdk_disabled=sdk_disabled,
         protocol=protocol_setting,
