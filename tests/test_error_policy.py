@@ -259,9 +259,7 @@ _ENV_PROBLEMS: dict[str, Callable[[Path], dict[str, str]]] = {
     "OTEL_TRACES_EXPORTER": lambda _: {"OTEL_TRACES_EXPORTER": "console"},
     "OTEL_BSP_MAX_QUEUE_SIZE": lambda _: {"OTEL_BSP_MAX_QUEUE_SIZE": "-3"},
     "OTEL_EXPORTER_OTLP_INSECURE": lambda _: {"OTEL_EXPORTER_OTLP_INSECURE": "perhaps"},
-    "OTEL_EXPORTER_OTLP_CERTIFICATE": lambda tmp: {
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp / "missing.pem")
-    },
+    "missing.pem": lambda tmp: {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp / "missing.pem")},
     "OTEL_EXPORTER_OTLP_HEADERS": lambda _: {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization {CANARY}"},
     "K8S_OTEL_SHUTDOWN_TIMEOUT": lambda _: {"K8S_OTEL_SHUTDOWN_TIMEOUT": "soon"},
     "K8S_OTEL_SAMPLE_LINKED": lambda _: {"K8S_OTEL_SAMPLE_LINKED": "maybe"},
@@ -282,10 +280,14 @@ def test_each_environment_or_file_problem_is_in_settings_once_and_logged_once(
     for name, value in _ENV_PROBLEMS[marker](tmp_path).items():
         monkeypatch.setenv(name, value)
     with caplog.at_level(logging.DEBUG):
-        handle = k8s_otel.configure(install=False)  # never raises for the environment
+        handle = k8s_otel.configure(
+            install=False, sampling_rate_per_million=1_000_000
+        )  # never raises for the environment
     try:
         with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
             pass
+        if marker == "missing.pem":
+            handle.force_flush(1)  # the exporter reads the TLS files when it first exports
         assert len([p for p in handle.settings.problems if marker in p]) == 1, handle.settings.problems
         assert len(_mentioning(caplog.records, marker)) == 1, caplog.text
         assert CANARY not in caplog.text and CANARY not in " ".join(handle.settings.problems)
