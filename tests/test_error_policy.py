@@ -11,6 +11,7 @@ import http.client
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -308,6 +309,29 @@ def test_http_protobuf_without_its_exporter_is_one_problem_and_one_line(
         assert len(_mentioning(caplog.records, "k8s-otel[http]")) == 1
     finally:
         handle.shutdown(0)
+
+
+@pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
+def test_doctor_reports_a_protocol_it_cannot_honour_once(protocol: str) -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "if sys.argv[1] == 'http/protobuf':\n"
+        "    sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n"
+        "from k8s_otel.cli import main\n"
+        "sys.exit(main(['doctor', '--json', '--timeout', '1']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, protocol],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol},
+    )
+    findings = [f["message"] for f in json.loads(result.stdout)["findings"]]
+    assert len([m for m in findings if m.startswith("OTLP protocol")]) == 1, findings
 
 
 def test_the_same_problem_reached_twice_is_listed_once(monkeypatch: pytest.MonkeyPatch) -> None:
