@@ -511,7 +511,8 @@ def resolve_settings(
     sample_linked: Optional[bool] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> EffectiveSettings:
-    """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
+    """Resolve every setting ``configure`` uses. Raises ``InvalidArgumentError`` only, for bad keyword
+    arguments (code errors); every problem in the environment or a file is in ``problems``, once."""
     r = _Resolver(os.environ if environ is None else environ)
     rate_argument = validate_samples_per_million(sampling_rate_per_million)
     sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
