@@ -527,6 +527,28 @@ def test_the_handler_decorator_never_raises_into_the_handler(broken: str) -> Non
         assert document["response"]["allowed"] is True
 
 
+@pytest.mark.parametrize("broken", sorted(BROKEN_PROVIDERS))
+def test_the_zero_code_admission_instrumentor_never_raises_into_a_flask_app(broken: str) -> None:
+    import flask
+
+    from webhook_support import wsgi_server
+
+    instrumentor = k8s_otel.instrumentation.AdmissionInstrumentor()
+    instrumentor.instrument(tracer_provider=BROKEN_PROVIDERS[broken](), webhook_type="validating")
+    try:
+        app = flask.Flask(__name__)
+
+        @app.post("/validate")
+        def validate() -> Any:
+            return flask.Response(_answer(flask.request.get_json()), content_type="application/json")
+
+        with wsgi_server(app) as port:
+            for _ in range(2):
+                _assert_allowed(*post_review(port))
+    finally:
+        instrumentor.uninstrument()
+
+
 def test_the_webhook_wrappers_survive_a_broken_propagation(monkeypatch: pytest.MonkeyPatch) -> None:
     from recording import recording_provider
     from webhook_support import asgi_server, wsgi_server
