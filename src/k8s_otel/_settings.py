@@ -6,10 +6,11 @@ Every value is resolved here once, so that the stock exporter never reads the en
 that is how its quirks stay hidden (timeout in seconds, TLS on a bare ``host:port``, a raise on
 ``compression=none``). Bad values in the environment and in files never raise: they are recorded
 in ``problems`` (each once) and replaced by the default; ``log_problems`` is the one place that
-logs them. Bad keyword arguments are code errors and raise ``InvalidArgumentError``. Credentials are made safe here too, once: header values are checked
-and wrapped in ``HeaderValue`` (never shown by str, repr or ``dataclasses.asdict``), and userinfo
-in an endpoint is dropped, so nothing downstream (``doctor``, ``repr(handle)``, the exporters'
-logs, the gRPC target) can show them. ``resolve_settings`` reads like the README's precedence
+logs them. Bad keyword arguments are code errors and raise ``InvalidArgumentError``.
+Credentials are made safe here too, once: header values are checked and wrapped in
+``HeaderValue`` (never shown by str, repr or ``dataclasses.asdict``), and userinfo in an endpoint
+is dropped, so nothing downstream (``doctor``, ``repr(handle)``, the exporters' logs, the gRPC
+target) can show them. ``resolve_settings`` reads like the README's precedence
 table: one small resolver per setting, each returning its ``Setting`` and origin.
 """
 
