@@ -129,11 +129,17 @@ def grpc_export(capture: Capture) -> None:
 
 
 def grpc_export_with_a_token_argument(capture: Capture) -> None:
+    # A header argument that cannot be sent is a code error: refused, its value never in the message.
+    with pytest.raises(k8s_otel.InvalidArgumentError) as refused:
+        k8s_otel.configure(
+            install=False, headers={"authorization": f"Bearer {TOKEN}\n", "x-inner": f"a\n{INNER}"}
+        )
+    capture.add(str(refused.value), repr(refused.value), repr(refused.value.args))
     handle = k8s_otel.configure(
         install=False,
         sampling_rate_per_million=1_000_000,
         endpoint=f"dns://u:{PASSWORD}@{capture.receiver.endpoint}",
-        headers={"authorization": f"Bearer {TOKEN}\n", "x-inner": f"a\n{INNER}"},
+        headers={"authorization": f"Bearer {TOKEN}\n"},
     )
     try:
         _export_one_span(handle, capture)

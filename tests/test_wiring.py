@@ -255,7 +255,9 @@ def test_unsupported_protocol_exports_nothing(
     with caplog.at_level(logging.ERROR):
         handle = local(handles)
     assert handle._processor is None
-    assert "'http/json' is not supported" in caplog.text
+    # Reported once, where the user reads problems, and logged once (it used to be logged twice).
+    assert [p for p in handle.settings.problems if "http/json" in p] != []
+    assert len([r for r in caplog.records if "http/json" in r.getMessage()]) == 1
 
 
 def test_no_secret_reaches_logs_or_reprs(

@@ -20,7 +20,9 @@ __all__ = [
     "Caller",
     "EffectiveSettings",
     "ExportStatistics",
+    "InvalidArgumentError",
     "JSONFormatter",
+    "K8sOtelError",
     "KubernetesPropagator",
     "KubernetesResourceDetector",
     "PerMillionSampler",
@@ -47,7 +49,9 @@ _EXPORTS = {
     "Caller": "k8s_otel._trust",
     "EffectiveSettings": "k8s_otel._settings",
     "ExportStatistics": "k8s_otel._wiring",
+    "InvalidArgumentError": "k8s_otel._exceptions",
     "JSONFormatter": "k8s_otel._logs",
+    "K8sOtelError": "k8s_otel._exceptions",
     "KubernetesPropagator": "k8s_otel._propagation",
     "KubernetesResourceDetector": "k8s_otel._resource",
     "PerMillionSampler": "k8s_otel._sampling",
@@ -77,6 +81,7 @@ if TYPE_CHECKING:
         load_tracing_configuration,
         validate_tracing_configuration,
     )
+    from k8s_otel._exceptions import InvalidArgumentError, K8sOtelError
     from k8s_otel._logs import JSONFormatter, disable_log_correlation, enable_log_correlation
     from k8s_otel._propagation import KubernetesPropagator, extract, inject
     from k8s_otel._resource import KubernetesResourceDetector

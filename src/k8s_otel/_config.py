@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Optional, Union
 
 from k8s_otel import _gourl
+from k8s_otel._exceptions import K8sOtelError
 from k8s_otel._files import NotRegularFileError, read_regular_file
 from k8s_otel._redact import MAX_EXCERPT, REDACTED, excerpt, looks_like_credential, split_userinfo
 
@@ -69,7 +70,7 @@ class TracingConfiguration:
     """``load_tracing_configuration`` dropped a ``user:password@`` from the endpoint (never shown)."""
 
 
-class TracingConfigurationError(ValueError):
+class TracingConfigurationError(K8sOtelError, ValueError):
     """A file that kube-apiserver or the kubelet would refuse; ``errors`` lists every field error.
 
     ``reason`` is ``"read"`` (the file cannot be read), ``"decode"`` or ``"validate"``.

@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Optional
 from urllib.parse import parse_qs
 
+from k8s_otel._exceptions import K8sOtelError
+
 __all__ = [
     "CALL_MUTATING_WEBHOOK",
     "CALL_VALIDATING_WEBHOOK",
@@ -50,7 +52,7 @@ _CONNECT_SUBRESOURCES = frozenset({"log", "exec", "portforward", "attach", "prox
 _APPLY_PATCH = "application/apply-patch+yaml"
 
 
-class RequestInfoError(ValueError):
+class RequestInfoError(K8sOtelError, ValueError):
     """The URL cannot be a Kubernetes API request (kube-apiserver answers 500 and never traces it)."""
 
 

@@ -33,7 +33,6 @@ CONFIGURATOR_NAME = "k8s"
 _CONFIGURATOR_ENV = "OTEL_PYTHON_CONFIGURATOR"
 _CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
 _PROPAGATORS_ENV = "OTEL_PROPAGATORS"
-_TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 
 
 class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package ships no type hints
@@ -90,14 +89,7 @@ def configure_from_environment(auto_instrumentation_version: Optional[str] = Non
 def _configure_from_environment(auto_instrumentation_version: Optional[str]) -> Any:
     import k8s_otel
 
-    traces_exporter = os.environ.get(_TRACES_EXPORTER_ENV, "").strip()
-    if traces_exporter and traces_exporter != "otlp":
-        _logger.warning(
-            "k8s_otel: %s=%r is not used by the k8s configurator: traces are always exported over "
-            "OTLP as configure() sets it up (OTEL_SDK_DISABLED=true turns tracing off)",
-            _TRACES_EXPORTER_ENV,
-            traces_exporter,
-        )
+    # A bad or unused OTEL_TRACES_EXPORTER is one of configure()'s settings problems, logged there.
     resource = (
         {TELEMETRY_AUTO_VERSION: auto_instrumentation_version} if auto_instrumentation_version else None
     )

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from k8s_otel._export import ExportFailure
 from k8s_otel._files import read_regular_file
-from k8s_otel._settings import GRPC, HTTP_PROTOBUF, EffectiveSettings
+from k8s_otel._settings import GRPC, EffectiveSettings, protocol_problem
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
 
@@ -121,8 +121,8 @@ class ForkSafeExporter(SpanExporter):
 
 
 def _read(path: Optional[str]) -> Optional[bytes]:
-    if not path:
-        return None
+    if not path or not os.path.isfile(path):
+        return None  # missing, or not a regular file: settings.problems says so already
     try:  # a FIFO or a device never blocks the export thread
         return read_regular_file(path, 1 << 20)[: 1 << 20]
     except OSError as error:
@@ -211,24 +211,17 @@ def _http_exporter(settings: EffectiveSettings) -> SpanExporter:
 def build_exporter(settings: EffectiveSettings) -> tuple[Optional[SpanExporter], Optional[str]]:
     """The exporter for ``settings``, or ``(None, reason)`` when the protocol cannot be honoured.
 
+    ``reason`` is word for word the problem ``resolve_settings`` recorded, so whoever reports both
+    (``configure()``, ``doctor``) reports it once.
+
     Never sends gRPC to an OTLP/HTTP endpoint: ``http/protobuf`` uses the OTLP/HTTP exporter (the
     ``k8s-otel[http]`` extra) or nothing at all.
     """
-    protocol = settings.protocol.value
-    if protocol == GRPC:
+    refusal = protocol_problem(settings.protocol)  # the very text settings.problems holds
+    if refusal is not None:
+        return None, refusal
+    if settings.protocol.value == GRPC:
         import k8s_otel._grpc_export  # noqa: F401  # fail here (no grpcio), not in the worker
 
         return ForkSafeExporter(lambda: _grpc_exporter(settings)), None
-    if protocol == HTTP_PROTOBUF:
-        try:
-            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
-        except ImportError:
-            return None, (
-                f"OTLP protocol http/protobuf ({settings.protocol.describe()}) needs the OTLP/HTTP exporter: "
-                "pip install 'k8s-otel[http]'. No spans will be exported; gRPC is never sent to an HTTP port"
-            )
-        return ForkSafeExporter(lambda: _http_exporter(settings)), None
-    return (
-        None,
-        f"OTLP protocol {protocol!r} is not supported (use grpc or http/protobuf); no spans will be exported",
-    )
+    return ForkSafeExporter(lambda: _http_exporter(settings)), None

@@ -106,9 +106,10 @@ def per_million_sampler(**properties: Any) -> Sampler:
     gives the Kubernetes "rate unset" behaviour: parent-based, roots never sampled.
     """
     source = sampler_rate(properties)
-    for problem in source.problems:
-        _logger.error("k8s_otel: %s; ", problem)
-    if source.rate is None:
+    from k8s_otel._settings import log_problems
+
+    log_problems(source.problems, _logger)  # the one wording and rule: one line per problem, once
+    if source.rate is None and not source.problems:  # a bad rate was logged just above
         _logger.warning(
             "k8s_otel: %s in %s has no rate (set %s or %s): root spans will not be sampled, as Kubernetes "
             "does when samplingRatePerMillion is unset",

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import stat
 
+from k8s_otel._exceptions import K8sOtelError
+
 __all__ = ["NotRegularFileError", "read_regular_file"]
 
 
-class NotRegularFileError(OSError):
+class NotRegularFileError(K8sOtelError, OSError):
     """A FIFO, socket or device where a file was expected."""
 
 

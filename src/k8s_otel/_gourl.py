@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from k8s_otel._exceptions import K8sOtelError
+
 __all__ = ["GoURL", "GoURLError", "go_quote", "parse"]
 
 
-class GoURLError(ValueError):
+class GoURLError(K8sOtelError, ValueError):
     """``*url.Error`` from ``url.Parse``; ``str()`` is Go's ``Error()`` text."""
 
     def __init__(self, url: str, detail: str) -> None:

@@ -343,11 +343,22 @@ def inject(carrier: Any, context: Optional[Context] = None) -> None:
 
 
 class KubernetesPropagator(TextMapPropagator):
-    """tracecontext + baggage as the Kubernetes components propagate them (``OTEL_PROPAGATORS=k8s``)."""
+    """tracecontext + baggage as the Kubernetes components propagate them (``OTEL_PROPAGATORS=k8s``).
+
+    Never raises: a carrier, getter or setter that fails gives the context unchanged (extract) or
+    writes nothing more (inject), logged at debug level, and the request goes on.
+    """
 
     def extract(
         self, carrier: CarrierT, context: Optional[Context] = None, getter: Getter[CarrierT] = default_getter
     ) -> Context:
+        try:
+            return self._extract(carrier, context, getter)
+        except Exception:
+            _logger.debug("k8s_otel: extracting the trace context failed", exc_info=True)
+            return context if context is not None else Context()
+
+    def _extract(self, carrier: CarrierT, context: Optional[Context], getter: Getter[CarrierT]) -> Context:
         if getter is default_getter:
             return extract(carrier, context)
 
@@ -360,6 +371,12 @@ class KubernetesPropagator(TextMapPropagator):
     def inject(
         self, carrier: CarrierT, context: Optional[Context] = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
+        try:
+            self._inject(carrier, context, setter)
+        except Exception:
+            _logger.debug("k8s_otel: injecting the trace context failed", exc_info=True)
+
+    def _inject(self, carrier: CarrierT, context: Optional[Context], setter: Setter[CarrierT]) -> None:
         if setter is default_setter and isinstance(carrier, (MutableMapping, list)):
             inject(carrier, context)
             return

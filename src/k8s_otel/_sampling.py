@@ -26,6 +26,8 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from k8s_otel._exceptions import InvalidArgumentError
+
 __all__ = [
     "MAX_SAMPLES_PER_MILLION",
     "SAMPLE_LINKED_ENV",
@@ -58,21 +60,23 @@ def validate_samples_per_million(value: object) -> Optional[int]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an integer "
             f"from 0 to {MAX_SAMPLES_PER_MILLION}"
         )
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an "
                 f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
             )
         value = int(value)
     if value < 0:
-        raise ValueError(f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive")
+        raise InvalidArgumentError(
+            f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive"
+        )
     if value > MAX_SAMPLES_PER_MILLION:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"samplingRatePerMillion: Invalid value: {value}: "
             "sampling rate per million must be less than or equal to one million"
         )
@@ -88,7 +92,7 @@ def parse_samples_per_million(text: Optional[str]) -> Optional[int]:
         return None
     stripped = text.strip()
     if len(stripped) > 16 or not stripped.lstrip("+-").isdigit() or not stripped.isascii():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"samplingRatePerMillion: Invalid value: {stripped[:40]!r}: sampling rate per million must be an "
             f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
         )

@@ -4,11 +4,13 @@ Precedence, highest first: keyword arguments, a TracingConfiguration file (argum
 ``K8S_OTEL_TRACING_CONFIG``), the standard ``OTEL_*`` variables, then the Kubernetes defaults.
 Every value is resolved here once, so that the stock exporter never reads the environment itself:
 that is how its quirks stay hidden (timeout in seconds, TLS on a bare ``host:port``, a raise on
-``compression=none``). Bad values never raise: they are recorded in ``problems``, logged once,
-and replaced by the default. Credentials are made safe here too, once: header values are checked
-and wrapped in ``HeaderValue`` (never shown by str, repr or ``dataclasses.asdict``), and userinfo
-in an endpoint is dropped, so nothing downstream (``doctor``, ``repr(handle)``, the exporters'
-logs, the gRPC target) can show them. ``resolve_settings`` reads like the README's precedence
+``compression=none``). Bad values in the environment and in files never raise: they are recorded
+in ``problems`` (each once) and replaced by the default; ``log_problems`` is the one place that
+logs them. Bad keyword arguments are code errors and raise ``InvalidArgumentError``.
+Credentials are made safe here too, once: header values are checked and wrapped in
+``HeaderValue`` (never shown by str, repr or ``dataclasses.asdict``), and userinfo in an endpoint
+is dropped, so nothing downstream (``doctor``, ``repr(handle)``, the exporters' logs, the gRPC
+target) can show them. ``resolve_settings`` reads like the README's precedence
 table: one small resolver per setting, each returning its ``Setting`` and origin.
 """
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
 from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._headers import (
     HeaderPairs,
     HeadersInput,
@@ -31,7 +34,7 @@ from k8s_otel._headers import (
     parse_headers,
 )
 from k8s_otel._redact import excerpt, split_userinfo
-from k8s_otel._sampling import parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import SAMPLE_LINKED_ENV, parse_samples_per_million, validate_samples_per_million
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -39,8 +42,11 @@ __all__ = [
     "HeaderValue",
     "HeadersInput",
     "SHUTDOWN_TIMEOUT_ENV",
+    "SPAN_LIMIT_ENVS",
     "Setting",
+    "log_problems",
     "parse_headers",
+    "protocol_problem",
     "resolve_settings",
 ]
 
@@ -57,6 +63,17 @@ HTTP_PROTOBUF = "http/protobuf"
 DEFAULT_GRPC_ENDPOINT = "localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318/v1/traces"
 _TRUE, _FALSE = "true", "false"
+SPAN_LIMIT_ENVS = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
+"""The SDK's span limit variables: ``SpanLimits()`` raises for a value that is not a non-negative integer."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class EffectiveSettings:
         default=Setting(DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, "default")
     )
     """What exit and SIGTERM give the exporter, at most (``K8S_OTEL_SHUTDOWN_TIMEOUT``, milliseconds)."""
+    sample_linked: Setting[bool] = field(default=Setting(False, "default"))
+    """Also sample a root whose link is sampled (``sample_linked``, ``K8S_OTEL_SAMPLE_LINKED``)."""
 
     @property
     def grpc_target(self) -> str:
@@ -272,7 +291,7 @@ def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[s
     except ValueError as error:
         message = f"endpoint {_quoted(setting.value)} ({setting.describe()}) cannot be parsed: {error}"
         if setting.source == "argument":
-            raise ValueError(message) from None
+            raise InvalidArgumentError(message, argument="endpoint") from None
         default = _default_endpoint(protocol)
         r.problem(f"{message}; using {default}")
         return Setting(default, "default")
@@ -416,18 +435,68 @@ def _resolve_batch_sizes(r: _Resolver) -> tuple[Setting[int], Setting[int]]:
     return queue, batch
 
 
-def _check_protocol(r: _Resolver, protocol: Setting[str], endpoint: Setting[str]) -> None:
-    """Report a protocol we cannot honour, and gRPC aimed at the OTLP/HTTP port."""
+def protocol_problem(protocol: Setting[str]) -> Optional[str]:
+    """Why no exporter can be built for ``protocol``, or None: one wording, for settings and the exporter."""
     if protocol.value not in (GRPC, HTTP_PROTOBUF):
-        r.problem(
+        return (
             f"OTLP protocol {_quoted(protocol.value)} ({protocol.describe()}) is not supported: "
             "use grpc or http/protobuf; no spans will be exported"
         )
+    if protocol.value == HTTP_PROTOBUF:
+        try:
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+        except ImportError:
+            return (
+                f"OTLP protocol http/protobuf ({protocol.describe()}) needs the OTLP/HTTP exporter: "
+                "pip install 'k8s-otel[http]'. No spans will be exported; gRPC is never sent to an HTTP port"
+            )
+    return None
+
+
+def _check_protocol(r: _Resolver, protocol: Setting[str], endpoint: Setting[str]) -> None:
+    """Report a protocol we cannot honour, and gRPC aimed at the OTLP/HTTP port."""
+    problem = protocol_problem(protocol)
+    if problem is not None:
+        r.problem(problem)
     elif protocol.value == GRPC and _port(endpoint.value) == "4318":
         r.problem(
             f"endpoint {endpoint.value} uses port 4318, the OTLP/HTTP port, but the protocol is gRPC; "
             "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use port 4317"
         )
+
+
+def _check_span_limits(r: _Resolver) -> None:
+    """The SDK raises for a bad span limit variable; here it is a problem like any other."""
+    for name in SPAN_LIMIT_ENVS:
+        value = r.environ.get(name)
+        if value is None or value.strip().lower() in ("", "unset") or value.strip().isdigit():
+            continue
+        r.problem(
+            f"{name}: Invalid value: {_quoted(value)}: must be a non-negative integer; "
+            "the SDK's default span limits are used instead of every OTEL_*_LIMIT variable"
+        )
+
+
+def _check_traces_exporter(r: _Resolver) -> None:
+    """``configure()`` always exports over OTLP: another ``OTEL_TRACES_EXPORTER`` is reported, not obeyed."""
+    value, name = r.env("OTEL_TRACES_EXPORTER")
+    if value is not None and value.lower() != "otlp":
+        r.problem(
+            f"{name}={excerpt(value)} is not used: k8s_otel.configure() always exports traces over OTLP "
+            "(OTEL_SDK_DISABLED=true turns tracing off)"
+        )
+
+
+def _resolve_sample_linked(r: _Resolver, argument: Optional[bool]) -> Setting[bool]:
+    if argument is not None:
+        return Setting(bool(argument), "argument")
+    return r.env_bool(SAMPLE_LINKED_ENV) or Setting(False, "default")
+
+
+def log_problems(problems: Sequence[str], logger: Optional[logging.Logger] = None) -> None:
+    """The one place a settings problem is logged: one ERROR line per problem, each problem once."""
+    for problem in dict.fromkeys(problems):
+        (logger or _logger).error("k8s_otel: %s", problem)
 
 
 def resolve_settings(
@@ -440,9 +509,11 @@ def resolve_settings(
     insecure: Optional[bool] = None,
     protocol: Optional[str] = None,
     shutdown_timeout: Optional[float] = None,
+    sample_linked: Optional[bool] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> EffectiveSettings:
-    """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
+    """Resolve every setting ``configure`` uses. Raises ``InvalidArgumentError`` only, for bad keyword
+    arguments (code errors); every problem in the environment or a file is in ``problems``, once."""
     r = _Resolver(os.environ if environ is None else environ)
     rate_argument = validate_samples_per_million(sampling_rate_per_million)
     sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
@@ -467,6 +538,10 @@ def resolve_settings(
     _check_protocol(r, protocol_setting, endpoint_setting)
     schedule_delay = r.env_number("OTEL_BSP_SCHEDULE_DELAY", 5000.0, integer=False)
     export_timeout = r.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False)
+    linked = _resolve_sample_linked(r, sample_linked)
+    shutdown = _resolve_shutdown_timeout(r, shutdown_timeout)
+    _check_span_limits(r)
+    _check_traces_exporter(r)
     return EffectiveSettings(
         sdk_disabled=sdk_disabled,
         protocol=protocol_setting,
@@ -485,8 +560,9 @@ def resolve_settings(
         max_queue_size=queue,
         max_export_batch_size=batch,
         export_timeout_millis=export_timeout,
-        shutdown_timeout_millis=_resolve_shutdown_timeout(r, shutdown_timeout),
-        problems=tuple(r.problems),
+        shutdown_timeout_millis=shutdown,
+        sample_linked=linked,
+        problems=tuple(dict.fromkeys(r.problems)),  # one entry per problem, however it was reached
     )
 
 
@@ -499,7 +575,10 @@ def _resolve_shutdown_timeout(resolver: _Resolver, seconds: Optional[float]) -> 
             or not isinstance(seconds, (int, float))
             or not 0 < seconds < float("inf")
         ):
-            raise ValueError(f"shutdown_timeout must be a positive number of seconds, not {seconds!r}")
+            raise InvalidArgumentError(
+                f"shutdown_timeout must be a positive number of seconds, not {seconds!r}",
+                argument="shutdown_timeout",
+            )
         return Setting(float(seconds) * 1000.0, "argument")
     return resolver.env_number(SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, integer=False)
 

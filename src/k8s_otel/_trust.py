@@ -27,6 +27,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link
 
+from k8s_otel._exceptions import InvalidArgumentError
+
 __all__ = [
     "DEFAULT_SAMPLED_PARENTS_PER_SECOND",
     "LINK",
@@ -63,12 +65,14 @@ class SampledParentBudget:
 
     def __init__(self, rate: float, burst: Optional[float] = None) -> None:
         if not rate >= 0:  # also refuses NaN
-            raise ValueError(f"a sampled-parent budget must be a rate >= 0 per second, not {rate!r}")
+            raise InvalidArgumentError(
+                f"a sampled-parent budget must be a rate >= 0 per second, not {rate!r}"
+            )
         self.rate = float(rate)
         # A rate of 0 honours nothing; any other rate allows a burst of at least one.
         self.burst = float(burst) if burst is not None else (max(self.rate, 1.0) if self.rate > 0 else 0.0)
         if not self.burst >= 0:
-            raise ValueError(f"a sampled-parent budget's burst must be >= 0, not {burst!r}")
+            raise InvalidArgumentError(f"a sampled-parent budget's burst must be >= 0, not {burst!r}")
         self._tokens = self.burst
         self._updated = time.monotonic()
         self._lock = threading.Lock()
@@ -179,9 +183,11 @@ class TrustPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in ("trust", "link", "rule"):
-            raise ValueError(f"trust policy mode must be 'trust', 'link' or 'rule', not {self.mode!r}")
+            raise InvalidArgumentError(
+                f"trust policy mode must be 'trust', 'link' or 'rule', not {self.mode!r}"
+            )
         if (self.mode == "rule") != (self.rule is not None):
-            raise ValueError("a trust policy has a rule exactly when its mode is 'rule'")
+            raise InvalidArgumentError("a trust policy has a rule exactly when its mode is 'rule'")
 
     @classmethod
     def decide_with(
@@ -204,11 +210,13 @@ class TrustPolicy:
                 value.strip().lower()
             )
             if named is None:
-                raise ValueError(f"unknown trust policy {value!r}: use 'trust', 'link' or 'kube-apiserver'")
+                raise InvalidArgumentError(
+                    f"unknown trust policy {value!r}: use 'trust', 'link' or 'kube-apiserver'"
+                )
             return named
         if callable(value):
             return cls.decide_with(value)
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a trust policy must be a TrustPolicy, a string or a callable, not {type(value).__name__}"
         )
 

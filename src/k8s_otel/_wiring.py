@@ -10,6 +10,7 @@ termination; ``TracingHandle.statistics()`` says where every span went (docs/exp
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import signal
@@ -26,7 +27,9 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from k8s_otel._arguments import check_configure_arguments
 from k8s_otel._attributes import SERVICE_NAME
+from k8s_otel._exceptions import K8sOtelError
 from k8s_otel._export import (
     CountingBatchSpanProcessor,
     ExportLedger,
@@ -37,8 +40,8 @@ from k8s_otel._export import (
 from k8s_otel._exporter import build_exporter
 from k8s_otel._redact import split_userinfo
 from k8s_otel._resource import KubernetesResourceDetector
-from k8s_otel._sampling import PerMillionSampler, sample_linked_from_env
-from k8s_otel._settings import EffectiveSettings, HeadersInput, resolve_settings
+from k8s_otel._sampling import PerMillionSampler
+from k8s_otel._settings import EffectiveSettings, HeadersInput, log_problems, resolve_settings
 
 __all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "configure", "resource_for"]
 
@@ -80,7 +83,7 @@ class _PropagatingTracerProvider(trace.NoOpTracerProvider):
         return _PropagatingTracer()
 
 
-class AlreadyConfiguredError(RuntimeError):
+class AlreadyConfiguredError(K8sOtelError, RuntimeError):
     """``configure()`` was called again with different arguments."""
 
 
@@ -266,12 +269,28 @@ DEFAULT_ATTRIBUTE_VALUE_LENGTH = 16_384
 taken from a request must never make a span, or its batch, too large to export."""
 
 
+_SDK_COUNT_LIMIT = 128  # the SDK's default for every count limit
+
+
 def _span_limits() -> SpanLimits:
-    if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
-        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
-    ):
-        return SpanLimits()  # the SDK reads the variables itself
-    return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)
+    try:
+        if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+        ):
+            return SpanLimits()  # the SDK reads the variables itself
+        return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)
+    except ValueError:  # a bad OTEL_*_LIMIT variable, which settings.problems names: never raise for it
+        count = _SDK_COUNT_LIMIT
+        return SpanLimits(
+            max_attributes=count,
+            max_events=count,
+            max_links=count,
+            max_span_attributes=count,
+            max_event_attributes=count,
+            max_link_attributes=count,
+            max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH,
+            max_span_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH,
+        )
 
 
 def _take_from_process_budget() -> bool:
@@ -302,12 +321,28 @@ def configure(
     ``K8S_OTEL_TRACING_CONFIG``), which beats the ``OTEL_*`` variables, which beat the defaults.
     ``shutdown_timeout`` (seconds; ``K8S_OTEL_SHUTDOWN_TIMEOUT`` in milliseconds; 5 s) bounds what
     exit and SIGTERM spend delivering queued spans.
-    Bad files and variables are logged and ignored; only bad arguments raise. A second call with
-    the same arguments returns the same handle; with different ones it raises AlreadyConfiguredError.
+    A bad argument raises ``InvalidArgumentError`` (a ``K8sOtelError``); bad files and variables
+    never raise: they are listed in ``handle.settings.problems``, logged once each, and replaced by
+    the default (docs/configuration.md, "Errors"). A second call with the same arguments returns
+    the same handle; with different ones it raises AlreadyConfiguredError.
     ``log_correlation`` puts trace ids in every log record (None: ``OTEL_PYTHON_LOG_CORRELATION``).
     ``sample_linked`` (default: ``K8S_OTEL_SAMPLE_LINKED``, off): also sample a root whose link is
     sampled (``PerMillionSampler(..., sample_linked=True)``; docs/objects.md says what it costs).
     """
+    check_configure_arguments(
+        endpoint=endpoint,
+        sampling_rate_per_million=sampling_rate_per_million,
+        config_file=config_file,
+        service_name=service_name,
+        resource=resource,
+        headers=headers,
+        insecure=insecure,
+        protocol=protocol,
+        shutdown_timeout=shutdown_timeout,
+        install=install,
+        log_correlation=log_correlation,
+        sample_linked=sample_linked,
+    )
     arguments = {
         "endpoint": endpoint,
         "sampling_rate_per_million": sampling_rate_per_million,
@@ -333,9 +368,9 @@ def configure(
             insecure=insecure,
             protocol=protocol,
             shutdown_timeout=shutdown_timeout,
+            sample_linked=sample_linked,
         )
-        linked = sample_linked_from_env() if sample_linked is None else bool(sample_linked)
-        handle = _build(settings, resource, arguments, install, sample_linked=linked)
+        handle = _build(settings, resource, arguments, install)
         if install:
             _installed = handle
     if handle.installed:
@@ -380,11 +415,9 @@ def _build(
     resource: Union[Resource, Mapping[str, Any], None],
     arguments: Mapping[str, Any],
     install: bool,
-    sample_linked: bool = False,
 ) -> TracingHandle:
-    for problem in settings.problems:
-        _logger.error("k8s_otel: %s", problem)
     if settings.sdk_disabled.value:
+        log_problems(settings.problems)
         provider: trace.TracerProvider = _PropagatingTracerProvider()
         installed = install and _install(provider)
         return TracingHandle(provider, settings, None, installed=installed, arguments=arguments)
@@ -392,20 +425,21 @@ def _build(
     sdk_provider = TracerProvider(
         sampler=PerMillionSampler(
             settings.sampling_rate_per_million.value,
-            sample_linked=sample_linked,
+            sample_linked=settings.sample_linked.value,
             # A sampled link is as forceable as a sampled parent: both spend the process's budget.
-            link_budget=_take_from_process_budget if sample_linked else None,
+            link_budget=_take_from_process_budget if settings.sample_linked.value else None,
         ),
         resource=resource_for(settings, resource),
         shutdown_on_exit=False,
         span_limits=_span_limits(),
     )
     exporter, refusal = build_exporter(settings)
+    if refusal is not None and refusal not in settings.problems:
+        settings = dataclasses.replace(settings, problems=(*settings.problems, refusal))
+    log_problems(settings.problems)  # the one place: each problem once, one line each
     processor = None
     ledger = ExportLedger()
-    if exporter is None:
-        _logger.error("k8s_otel: %s", refusal)
-    else:
+    if exporter is not None:
         # A failed batch is retried for OTEL_BSP_EXPORT_TIMEOUT ("the maximum allowed time to export
         # data"), which the SDK reads but does not use.
         retrying = RetryingExporter(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from k8s_otel._exceptions import K8sOtelError
+
 __all__ = ["UserError", "as_json"]
 
 
-class UserError(Exception):
+class UserError(K8sOtelError):
     """A problem with what the user asked for: printed as one line, exit code 2."""
 
 

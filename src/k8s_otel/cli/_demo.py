@@ -41,6 +41,7 @@ from k8s_otel._attributes import (
 )
 from k8s_otel._config import load_tracing_configuration
 from k8s_otel._conventions import span_name
+from k8s_otel._exceptions import K8sOtelError
 from k8s_otel._propagation import inject
 from k8s_otel._settings import resolve_settings
 from k8s_otel.cli._collector import export_failure
@@ -251,7 +252,7 @@ def _run_requests(run: DemoRun, progress: Optional[TextIO]) -> list[str]:
     return [step[1].split("-")[1] for step in run.async_steps[:2] if step[1].count("-") == 3]
 
 
-class ExportFailed(Exception):
+class ExportFailed(K8sOtelError):
     """The spans did not reach the collector: one line for the user, a non-zero exit."""
 
 

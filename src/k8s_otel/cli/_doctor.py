@@ -82,8 +82,9 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     reachable, detail = (True, "OTEL_SDK_DISABLED=true: nothing is exported")
     refusal = exporter_refusal(settings)
     if refusal is not None:
-        # What configure() itself would log: it would build no exporter at all.
-        findings.append(("error", refusal))
+        # What configure() itself would log, once: it would build no exporter at all.
+        if refusal not in settings.problems:
+            findings.append(("error", refusal))
         reachable, detail = False, "not checked: configure() would export nothing"
     elif not settings.sdk_disabled.value:
         reachable, detail = check_connection(settings, args.timeout)

@@ -61,6 +61,7 @@ from k8s_otel._attributes import (
     URL_FULL,
 )
 from k8s_otel._errors import record_error, record_messages_from_env
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._propagation import extract, inject, parse_traceparent
 from k8s_otel._trust import TrustPolicy
 from k8s_otel.instrumentation._client import (
@@ -109,13 +110,13 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 def check_annotation_name(value: Any) -> str:
     """An annotation key as Kubernetes validates it: ``[prefix/]name``, prefix a DNS subdomain."""
     if not isinstance(value, str):
-        raise TypeError(f"traceparent_annotation must be a string, not {type(value).__name__}")
+        raise InvalidArgumentError(f"traceparent_annotation must be a string, not {type(value).__name__}")
     key = value.strip()
     prefix, slash, name = key.rpartition("/")
     if not _ANNOTATION_NAME.fullmatch(name) or (
         slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"traceparent_annotation {value!r} is not a valid annotation key: a name of at most 63 "
             "characters ([A-Za-z0-9][-A-Za-z0-9_.]*), optionally prefixed by a DNS subdomain and '/'"
         )

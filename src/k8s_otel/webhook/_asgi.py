@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable, Optional
@@ -13,7 +14,13 @@ from opentelemetry import trace
 from k8s_otel._admission import ReviewRequest
 from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
 from k8s_otel._trust import Caller
-from k8s_otel.webhook._core import NOT_READ, WebhookMiddleware, detach, http_server_attributes
+from k8s_otel.webhook._core import (
+    NOT_READ,
+    WebhookMiddleware,
+    detach,
+    http_server_attributes,
+    is_recording,
+)
 from k8s_otel.webhook._tls import asgi_client_subject
 
 __all__ = ["ASGIMiddleware"]
@@ -89,7 +96,7 @@ class ASGIMiddleware(WebhookMiddleware):
             await self.app(scope, receive, send)
             return
         try:
-            if span.is_recording():
+            if is_recording(span):
                 await self._traced(scope, receive, send, method, span)
             else:
                 await self.app(scope, receive, send)
@@ -120,7 +127,8 @@ class ASGIMiddleware(WebhookMiddleware):
                 review = tracer.not_inspected(span, problem)
         except Exception as error:  # the app will meet the same receive() error itself
             problem = f"request body could not be read: {type(error).__name__}"
-            span.set_attribute(PROBLEMS, (problem,))
+            with contextlib.suppress(Exception):  # a broken span: the request goes on regardless
+                span.set_attribute(PROBLEMS, (problem,))
             review = ReviewRequest(problems=(problem,))
 
         status: Optional[int] = None

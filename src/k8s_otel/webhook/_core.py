@@ -58,6 +58,7 @@ from k8s_otel._attributes import (
     WEBHOOK_TYPE,
 )
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._propagation import extract_from_values
 from k8s_otel._trust import Caller, TrustPolicy
 
@@ -120,11 +121,15 @@ class WebhookTracer:
         fast_reader: bool = True,
     ) -> None:
         if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
-            raise ValueError(f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}")
+            raise InvalidArgumentError(
+                f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}"
+            )
         if max_body_bytes < 0:
-            raise ValueError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
+            raise InvalidArgumentError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
         if isinstance(paths, str):
-            raise ValueError(f"paths must be a collection of paths or a function, not the string {paths!r}")
+            raise InvalidArgumentError(
+                f"paths must be a collection of paths or a function, not the string {paths!r}"
+            )
         self._tracer_provider = tracer_provider
         self._tracer: Optional[trace.Tracer] = None
         self.policy = TrustPolicy.parse(trust)
@@ -375,6 +380,15 @@ def _host_port(host: str) -> tuple[Optional[str], Optional[int]]:
     if colon and port.isdigit() and len(port) <= 5 and not name.endswith(":"):
         return name.strip("[]"), int(port)
     return host.strip("[]"), None
+
+
+def is_recording(span: Span) -> bool:
+    """``span.is_recording()``, False when a broken span raises: the request then goes on untraced."""
+    try:
+        return bool(span.is_recording())
+    except Exception:
+        _logger.debug("k8s_otel: a span failed to say whether it records", exc_info=True)
+        return False
 
 
 def detach(token: object) -> None:

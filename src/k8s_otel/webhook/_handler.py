@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 from k8s_otel._admission import ReviewRequest
 from k8s_otel._propagation import extract
 from k8s_otel._trust import Caller, TrustPolicy
-from k8s_otel.webhook._core import WebhookTracer, detach
+from k8s_otel.webhook._core import WebhookTracer, detach, is_recording
 
 __all__ = ["admission_handler"]
 
@@ -49,7 +49,7 @@ def _begin(
             parent, links, kind = otel_context.get_current(), (), SpanKind.INTERNAL
         span = tracer.tracer.start_span(name, context=parent, kind=kind, links=links)
         request = ReviewRequest()
-        if span.is_recording():
+        if is_recording(span):
             request = tracer.record_request(span, review if isinstance(review, Mapping) else b"")
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return _Started(span, token, request)
@@ -63,7 +63,7 @@ def _begin(
 
 def _end(tracer: WebhookTracer, started: _Started, response: Any, error: Optional[BaseException]) -> None:
     detach(started.token)
-    if not started.span.is_recording():
+    if not is_recording(started.span):
         with contextlib.suppress(Exception):
             started.span.end()
         return

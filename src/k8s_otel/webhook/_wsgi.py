@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional
@@ -12,7 +13,13 @@ from opentelemetry import trace
 from k8s_otel._admission import ReviewRequest
 from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
 from k8s_otel._trust import Caller
-from k8s_otel.webhook._core import NOT_READ, WebhookMiddleware, detach, http_server_attributes
+from k8s_otel.webhook._core import (
+    NOT_READ,
+    WebhookMiddleware,
+    detach,
+    http_server_attributes,
+    is_recording,
+)
 from k8s_otel.webhook._tls import wsgi_client_subject
 
 __all__ = ["WSGIMiddleware"]
@@ -207,7 +214,7 @@ class WSGIMiddleware(WebhookMiddleware):
             token = otel_context.attach(ctx)
         except Exception:  # tracing must never stop a webhook
             return self.app(environ, start_response)
-        if not span.is_recording():
+        if not is_recording(span):
             # Unsampled: the request goes through untouched; only the context is made current,
             # until the server closes the response (a generator body runs after we return).
             try:
@@ -228,12 +235,12 @@ class WSGIMiddleware(WebhookMiddleware):
             return
         try:
             route = route_of(environ)
-        except Exception:
+            if isinstance(route, str) and route:
+                method = environ.get("REQUEST_METHOD", "")
+                span.update_name(f"{method} {route[:128]}")
+                span.set_attribute(HTTP_ROUTE, route[:1024])
+        except Exception:  # a broken route lookup or span: keep the name we have
             return
-        if isinstance(route, str) and route:
-            method = environ.get("REQUEST_METHOD", "")
-            span.update_name(f"{method} {route[:128]}")
-            span.set_attribute(HTTP_ROUTE, route[:1024])
 
     def _traced(
         self,
@@ -258,7 +265,8 @@ class WSGIMiddleware(WebhookMiddleware):
                 review = tracer.not_inspected(span, problem)
         except Exception as error:  # an unreadable body: the app sees the same error on its own read
             problem = f"request body could not be read: {type(error).__name__}"
-            span.set_attribute(PROBLEMS, (problem,))
+            with contextlib.suppress(Exception):  # a broken span: the request goes on regardless
+                span.set_attribute(PROBLEMS, (problem,))
             review = ReviewRequest(problems=(problem,))
 
         def traced_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
