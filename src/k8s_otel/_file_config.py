@@ -29,7 +29,12 @@ from typing import Any, Optional, Union
 
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from k8s_otel._sampling import PerMillionSampler, parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import (
+    SAMPLER_NAME,
+    PerMillionSampler,
+    parse_sampling_rate_per_million,
+    validate_sampling_rate_per_million,
+)
 
 __all__ = [
     "RATE_ENV",
@@ -41,7 +46,6 @@ __all__ = [
 
 _logger = logging.getLogger("k8s_otel.file_config")
 
-SAMPLER_NAME = "k8s_per_million"
 RATE_ENV = "K8S_OTEL_SAMPLING_RATE_PER_MILLION"
 TRACING_CONFIG_ENV = "K8S_OTEL_TRACING_CONFIG"
 CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
@@ -67,7 +71,7 @@ def sampler_rate(
     if properties and "sampling_rate_per_million" in properties:
         try:
             return RateSource(
-                validate_samples_per_million(properties["sampling_rate_per_million"]), "file property"
+                validate_sampling_rate_per_million(properties["sampling_rate_per_million"]), "file property"
             )
         except (TypeError, ValueError) as error:
             problems.append(f"sampler property sampling_rate_per_million: {error}")
@@ -93,7 +97,7 @@ def sampler_rate(
     text = env.get(RATE_ENV)
     if text is not None and text.strip():
         try:
-            return RateSource(parse_samples_per_million(text), RATE_ENV, tuple(problems))
+            return RateSource(parse_sampling_rate_per_million(text), RATE_ENV, tuple(problems))
         except ValueError as error:
             problems.append(f"{RATE_ENV}={text.strip()[:40]!r}: {error}")
     return RateSource(None, "unset", tuple(problems))

@@ -28,7 +28,13 @@ except ImportError:  # pragma: no cover - older semantic-conventions
     from opentelemetry.semconv._incubating.attributes import container_attributes as _container  # type: ignore[no-redef]
     from opentelemetry.semconv._incubating.attributes import k8s_attributes as _k8s  # type: ignore[no-redef]
 
-__all__ = ["DEFAULT_ENV_NAMES", "KubernetesResourceDetector", "parse_downward_labels", "service_name_for"]
+__all__ = [
+    "DEFAULT_ENV_NAMES",
+    "DOWNWARD_API_FIELDS",
+    "KubernetesResourceDetector",
+    "parse_downward_labels",
+    "service_name_for",
+]
 
 _logger = logging.getLogger("k8s_otel.resource")
 
@@ -63,7 +69,19 @@ DEFAULT_ENV_NAMES: dict[str, tuple[str, ...]] = {
     NODE_NAME: ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "NODE_NAME", "K8S_NODE_NAME"),
     CONTAINER_NAME: ("CONTAINER_NAME", "K8S_CONTAINER_NAME"),
 }
-"""Downward-API env names read for each attribute, first found wins (the Operator's names first)."""
+"""Downward-API env names read for each attribute, first found wins (the Operator's names first).
+
+The one list: ``k8s-otel doctor`` and the tests read it from here."""
+
+DOWNWARD_API_FIELDS: dict[str, str] = {
+    "POD_NAME": "metadata.name",
+    "POD_NAMESPACE": "metadata.namespace",
+    "POD_UID": "metadata.uid",
+    "NODE_NAME": "spec.nodeName",
+    "POD_IP": "status.podIP",
+}
+"""The env names a pod manifest should set, each with its downward-API ``fieldRef``: every one is in
+``DEFAULT_ENV_NAMES``, and together they give what the collector's k8sattributes processor matches on."""
 
 GENERIC_ENV_NAMES = frozenset({"CONTAINER_NAME", "NODE_NAME"})
 """Names that container runtimes and CI systems set outside Kubernetes (Jenkins sets ``NODE_NAME``):

@@ -31,7 +31,12 @@ from k8s_otel._headers import (
     parse_headers,
 )
 from k8s_otel._redact import excerpt, split_userinfo
-from k8s_otel._sampling import parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import (
+    SAMPLER_NAME,
+    parse_sampling_rate_per_million,
+    sampler_advice,
+    validate_sampling_rate_per_million,
+)
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -51,7 +56,6 @@ T = TypeVar("T")
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
-SAMPLER_NAME = "k8s_per_million"
 GRPC = "grpc"
 HTTP_PROTOBUF = "http/protobuf"
 DEFAULT_GRPC_ENDPOINT = "localhost:4317"
@@ -380,16 +384,15 @@ def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Opt
     sampler_name, _ = r.env("OTEL_TRACES_SAMPLER")
     if sampler_name is None:
         return unset
+    arg, arg_name = r.env("OTEL_TRACES_SAMPLER_ARG")
     if sampler_name != SAMPLER_NAME:
         r.problem(
             f"OTEL_TRACES_SAMPLER={excerpt(sampler_name)} is ignored: k8s_otel.configure() always uses the "
-            f"Kubernetes per-million sampler; set OTEL_TRACES_SAMPLER={SAMPLER_NAME} and "
-            "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
+            f"Kubernetes per-million sampler; {sampler_advice(sampler_name, arg)}"
         )
         return unset
-    arg, arg_name = r.env("OTEL_TRACES_SAMPLER_ARG")
     try:
-        rate = parse_samples_per_million(arg)
+        rate = parse_sampling_rate_per_million(arg)
     except ValueError as error:
         r.problem(f"OTEL_TRACES_SAMPLER_ARG: {error}; roots will not be sampled")
         return unset
@@ -444,7 +447,7 @@ def resolve_settings(
 ) -> EffectiveSettings:
     """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
     r = _Resolver(os.environ if environ is None else environ)
-    rate_argument = validate_samples_per_million(sampling_rate_per_million)
+    rate_argument = validate_sampling_rate_per_million(sampling_rate_per_million)
     sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
     config_file_setting = _resolve_config_file(r, config_file)
     protocol_setting = _resolve_protocol(r, protocol, endpoint)
