@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from opentelemetry.sdk.environment_variables import OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME
 from opentelemetry.sdk.resources import Resource, ResourceDetector
 
 from k8s_otel._files import read_regular_file
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - older semantic-conventions
 
 __all__ = [
     "DEFAULT_ENV_NAMES",
+    "DETECTOR_ENTRY_POINT",
     "DOWNWARD_API_FIELDS",
     "KubernetesResourceDetector",
     "parse_downward_labels",
@@ -87,6 +89,8 @@ GENERIC_ENV_NAMES = frozenset({"CONTAINER_NAME", "NODE_NAME"})
 """Names that container runtimes and CI systems set outside Kubernetes (Jenkins sets ``NODE_NAME``):
 read in a pod, but alone they never make a process look like one."""
 
+DETECTOR_ENTRY_POINT = "k8s"
+"""The detector's name in ``opentelemetry_resource_detector`` (``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=k8s``)."""
 CUSTOM_ENV_NAMES = "K8S_OTEL_RESOURCE_ENV"  # "MY_POD=k8s.pod.name,MY_NODE=k8s.node.name"
 DOWNWARD_API_DIR_ENV = "K8S_OTEL_DOWNWARD_API_DIR"
 FS_ROOT_ENV = "K8S_OTEL_FS_ROOT"  # for tests: where /proc and /var/run/secrets are looked up
@@ -271,12 +275,12 @@ class KubernetesResourceDetector(ResourceDetector):
         return attributes
 
     def _user_keys(self) -> set[str]:
-        keys = {
+        keys = {  # read as the SDK's OTELResourceDetector reads them
             item.partition("=")[0].strip()
-            for item in self._environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+            for item in self._environ.get(OTEL_RESOURCE_ATTRIBUTES, "").split(",")
             if "=" in item
         }
-        if self._environ.get("OTEL_SERVICE_NAME", "").strip():
+        if self._environ.get(OTEL_SERVICE_NAME):
             keys.add("service.name")
         return keys
 
