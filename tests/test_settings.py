@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import k8s_otel
-from k8s_otel._settings import EffectiveSettings, HeaderValue, grpc_target, parse_headers, resolve_settings
+from k8s_otel._settings import EffectiveSettings, HeaderValue, parse_headers, resolve_settings
 from k8s_otel._wiring import AlreadyConfiguredError, _same_or_raise
 
 TOKEN = "s3cr3t-t0ken"
@@ -310,23 +310,6 @@ def test_sdk_disabled_and_service_name() -> None:
     )
     bad = resolve_settings(environ={"OTEL_SDK_DISABLED": "maybe"})
     assert bad.sdk_disabled.value is False and "OTEL_SDK_DISABLED" in bad.problems[0]
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "target"),
-    [
-        ("localhost:4317", "localhost:4317"),
-        ("http://collector:4317", "collector:4317"),
-        ("https://collector:4317/ignored/path", "collector:4317"),
-        ("dns://google.com:4317", "dns:///google.com:4317"),
-        ("dns:///collector:4317", "dns:///collector:4317"),
-        ("dns://8.8.8.8/collector:4317", "dns://8.8.8.8/collector:4317"),
-        ("unix:///var/run/otel.sock", "unix:///var/run/otel.sock"),
-        ("[::1]:4317", "[::1]:4317"),
-    ],
-)
-def test_grpc_targets(endpoint: str, target: str) -> None:
-    assert grpc_target(endpoint) == target
 
 
 def test_values_are_bounded_in_problems() -> None:

@@ -19,9 +19,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
-from urllib.parse import urlsplit
 
+from k8s_otel import _endpoint
 from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
+from k8s_otel._endpoint import GRPC, HTTP_PROTOBUF, grpc_target
 from k8s_otel._headers import (
     HeaderPairs,
     HeadersInput,
@@ -56,10 +57,6 @@ T = TypeVar("T")
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
-GRPC = "grpc"
-HTTP_PROTOBUF = "http/protobuf"
-DEFAULT_GRPC_ENDPOINT = "localhost:4317"
-DEFAULT_HTTP_ENDPOINT = "http://localhost:4318/v1/traces"
 _TRUE, _FALSE = "true", "false"
 
 
@@ -124,25 +121,6 @@ class EffectiveSettings:
             out[name] = {"value": value, "source": setting.source, "origin": setting.origin}
         out["problems"] = list(self.problems)
         return out
-
-
-def grpc_target(endpoint: str) -> str:
-    """Turn any accepted endpoint form into what ``grpc.insecure_channel``/``secure_channel`` take.
-
-    ``http(s)://host:port[/path]`` becomes ``host:port``. ``dns://host:port`` (a TracingConfiguration
-    form that kube-apiserver validation accepts) means the host, not a DNS server authority, so it
-    becomes ``dns:///host:port``. ``dns:///…``, ``unix:…`` and ``unix-abstract:…`` pass through.
-    """
-    endpoint = split_userinfo(endpoint)[0]  # credentials are never part of a target
-    lowered = endpoint.lower()
-    if lowered.startswith(("http://", "https://")):
-        return urlsplit(endpoint).netloc
-    if lowered.startswith("dns://") and not lowered.startswith("dns:///"):
-        authority, slash, _ = endpoint[len("dns://") :].partition("/")
-        if not slash:
-            return "dns:///" + authority
-        return endpoint
-    return endpoint
 
 
 def _quoted(value: object) -> str:
@@ -251,10 +229,6 @@ def _resolve_protocol(
     return Setting(GRPC, "default")
 
 
-def _default_endpoint(protocol: Setting[str]) -> str:
-    return DEFAULT_HTTP_ENDPOINT if protocol.value == HTTP_PROTOBUF else DEFAULT_GRPC_ENDPOINT
-
-
 def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[str]) -> Setting[str]:
     """Argument, file, ``..._TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/traces`` for HTTP), default.
 
@@ -277,7 +251,7 @@ def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[s
         message = f"endpoint {_quoted(setting.value)} ({setting.describe()}) cannot be parsed: {error}"
         if setting.source == "argument":
             raise ValueError(message) from None
-        default = _default_endpoint(protocol)
+        default = _endpoint.default_endpoint(protocol.value)
         r.problem(f"{message}; using {default}")
         return Setting(default, "default")
     return setting
@@ -295,9 +269,9 @@ def _chosen_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[st
     base, base_name = r.env("OTEL_EXPORTER_OTLP_ENDPOINT")
     if base is not None:
         if protocol.value == HTTP_PROTOBUF:
-            base = base.rstrip("/") + "/v1/traces"
+            base = _endpoint.traces_url(base)
         return Setting(base, "env", base_name)
-    return Setting(_default_endpoint(protocol), "default")
+    return Setting(_endpoint.default_endpoint(protocol.value), "default")
 
 
 def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
@@ -309,10 +283,6 @@ def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
     return Setting(value, "env", name)
 
 
-def _scheme(endpoint: str) -> str:
-    return endpoint.partition("://")[0].lower() if "://" in endpoint else ""
-
-
 def _resolve_insecure(
     r: _Resolver,
     argument: Optional[bool],
@@ -321,7 +291,7 @@ def _resolve_insecure(
     client_certificate: Setting[Optional[str]],
 ) -> Setting[bool]:
     """Argument, the endpoint's scheme, ``..._INSECURE``, TLS when a certificate is given, else plaintext."""
-    scheme = _scheme(endpoint.value)
+    scheme = _endpoint.scheme(endpoint.value)
     if argument is not None:
         return Setting(bool(argument), "argument")
     if scheme in ("http", "https"):
@@ -336,13 +306,14 @@ def _resolve_insecure(
 
 def _http_endpoint(r: _Resolver, endpoint: Setting[str], protocol: Setting[str]) -> Setting[str]:
     """OTLP/HTTP needs a URL: a bare ``host:port`` gets ``http://``, and says so."""
-    if protocol.value != HTTP_PROTOBUF or _scheme(endpoint.value) in ("http", "https"):
+    url = _endpoint.http_url(endpoint.value)
+    if protocol.value != HTTP_PROTOBUF or url == endpoint.value:
         return endpoint
     r.problem(
         f"endpoint {_quoted(endpoint.value)} has no http:// or https:// scheme, which OTLP/HTTP needs; "
         f"using http://{excerpt(endpoint.value)}"
     )
-    return Setting(f"http://{endpoint.value}", endpoint.source, endpoint.origin)
+    return Setting(url, endpoint.source, endpoint.origin)
 
 
 def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[HeaderPairs]:
@@ -426,7 +397,7 @@ def _check_protocol(r: _Resolver, protocol: Setting[str], endpoint: Setting[str]
             f"OTLP protocol {_quoted(protocol.value)} ({protocol.describe()}) is not supported: "
             "use grpc or http/protobuf; no spans will be exported"
         )
-    elif protocol.value == GRPC and _port(endpoint.value) == "4318":
+    elif protocol.value == GRPC and _endpoint.port(endpoint.value) == "4318":
         r.problem(
             f"endpoint {endpoint.value} uses port 4318, the OTLP/HTTP port, but the protocol is gRPC; "
             "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use port 4317"
@@ -505,8 +476,3 @@ def _resolve_shutdown_timeout(resolver: _Resolver, seconds: Optional[float]) -> 
             raise ValueError(f"shutdown_timeout must be a positive number of seconds, not {seconds!r}")
         return Setting(float(seconds) * 1000.0, "argument")
     return resolver.env_number(SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, integer=False)
-
-
-def _port(endpoint: str) -> str:
-    host_port = grpc_target(endpoint).rpartition("/")[2]
-    return host_port.rpartition(":")[2] if ":" in host_port else ""
