@@ -679,3 +679,57 @@ def test_no_userinfo_form_keeps_the_password(
     s = resolve_settings(endpoint=endpoint, environ={})
     assert CANARY not in s.endpoint.value and CANARY not in s.grpc_target
     assert CANARY not in shown_everywhere(s)
+
+
+# --- headers: the SDK's parse_env_headers, our checks on top (issue 17) ---------------------------
+
+_ASCII_ENTRY = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=24)
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(_ASCII_ENTRY.filter(lambda t: "," not in t))
+def test_an_entry_we_pass_to_the_sdk_is_one_it_reads_without_logging(entry: str) -> None:
+    # The SDK is the oracle: whatever our pre-check lets through, parse_env_headers must read as one
+    # header and never log (it would log the entry, value and all).
+    from opentelemetry.util.re import parse_env_headers
+
+    sdk_logger = logging.getLogger("opentelemetry.util.re")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    sdk_logger.addHandler(handler)
+    try:
+        problems: list[str] = []
+        pairs = parse_headers(entry, problems)
+        stock = parse_env_headers(entry, liberal=True)
+    finally:
+        sdk_logger.removeHandler(handler)
+    if pairs:
+        [(name, value)] = pairs
+        assert dict(stock) == {name: value.reveal()}  # the SDK's reading, exactly
+        assert not records  # the SDK logged nothing, for our call nor the stock one
+    assert len(pairs) + len(problems) <= 1 or not entry.strip(" \t")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("x%41=1", "xa"), ("X-Api%2DKey=1", "x-api-key")],
+)
+def test_a_percent_encoded_name_is_sent_as_the_sdk_decodes_it(text: str, name: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    assert s.header_pairs() == ((name, "1"),)
+    assert s.problems == ()
+
+
+@pytest.mark.parametrize("text", [f"x%0Ay={CANARY}", f"a%20b={CANARY}", f"%3A={CANARY}"])
+def test_a_name_that_decodes_to_no_token_is_refused_and_reported(text: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    assert s.header_pairs() == ()
+    assert s.problems == (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry 1: the header name decodes to something that is not a header token; skipped",
+    )
+    assert CANARY not in shown_everywhere(s)

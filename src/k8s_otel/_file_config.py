@@ -37,6 +37,7 @@ from k8s_otel._sampling import (
 )
 
 __all__ = [
+    "CONFIG_FILE_ENV",
     "RATE_ENV",
     "SAMPLER_NAME",
     "FileConfigReport",
@@ -48,7 +49,9 @@ _logger = logging.getLogger("k8s_otel.file_config")
 
 RATE_ENV = "K8S_OTEL_SAMPLING_RATE_PER_MILLION"
 TRACING_CONFIG_ENV = "K8S_OTEL_TRACING_CONFIG"
-CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
+CONFIG_FILE_ENV = (
+    "OTEL_CONFIG_FILE"  # the SDK names it only from 1.43 (opentelemetry.sdk.environment_variables)
+)
 DETECTOR_SETTINGS = frozenset({"root", "downward_api_dir", "env_names", "raise_on_error"})
 _FLUSH_TIMEOUT_MILLIS = 5000
 

@@ -20,6 +20,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_INSECURE,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_INSECURE,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_SDK_DISABLED,
+    OTEL_SERVICE_NAME,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+)
+
 from k8s_otel import _endpoint
 from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
 from k8s_otel._endpoint import GRPC, HTTP_PROTOBUF, grpc_target
@@ -214,7 +243,7 @@ def _resolve_protocol(
     r: _Resolver, argument: Optional[str], endpoint_argument: Optional[str]
 ) -> Setting[str]:
     """Argument, then gRPC when the file gives the endpoint (a TracingConfiguration is OTLP/gRPC), then env."""
-    env_protocol, env_name = r.env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    env_protocol, env_name = r.env(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL)
     if argument is not None:
         return Setting(argument.strip().lower(), "argument")
     if endpoint_argument is None and r.file_value("endpoint") is not None:
@@ -263,10 +292,10 @@ def _chosen_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[st
     file_endpoint = r.file_value("endpoint")
     if file_endpoint is not None:
         return Setting(file_endpoint, "file", r.file_origin)
-    traces, traces_name = r.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    traces, traces_name = r.env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
     if traces is not None:
         return Setting(traces, "env", traces_name)
-    base, base_name = r.env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    base, base_name = r.env(OTEL_EXPORTER_OTLP_ENDPOINT)
     if base is not None:
         if protocol.value == HTTP_PROTOBUF:
             base = _endpoint.traces_url(base)
@@ -296,7 +325,7 @@ def _resolve_insecure(
         return Setting(bool(argument), "argument")
     if scheme in ("http", "https"):
         return Setting(scheme == "http", endpoint.source, f"{scheme}:// endpoint")
-    from_env = r.env_bool("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+    from_env = r.env_bool(OTEL_EXPORTER_OTLP_TRACES_INSECURE, OTEL_EXPORTER_OTLP_INSECURE)
     if from_env is not None:
         return from_env
     if certificate.value or client_certificate.value:
@@ -320,7 +349,7 @@ def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[
     """Argument, then ``..._TRACES_HEADERS``, then ``OTEL_EXPORTER_OTLP_HEADERS``; values checked and hidden."""
     if argument is not None:
         return Setting(RedactedHeaders(normalise_headers(argument, r.problems)), "argument")
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS)
     if text is None:
         return Setting(RedactedHeaders(()), "default")
     return Setting(RedactedHeaders(parse_headers(text, r.problems, origin=name)), "env", name)
@@ -328,14 +357,14 @@ def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[
 
 def _resolve_timeout(r: _Resolver) -> Setting[float]:
     """Milliseconds, as the OTel spec and the Go components read it."""
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT)
     if text is None:
         return Setting(10_000.0, "default")
     return r.env_number(name, 10_000.0, integer=False)
 
 
 def _resolve_compression(r: _Resolver) -> Setting[str]:
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION)
     if text is None:
         return Setting("none", "default")
     if text.lower() in ("gzip", "none"):
@@ -352,10 +381,10 @@ def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Opt
     if file_rate is not None:
         return Setting(file_rate, "file", r.file_origin)
     unset: Setting[Optional[int]] = Setting(None, "default", "unset: parent-based, roots never sampled")
-    sampler_name, _ = r.env("OTEL_TRACES_SAMPLER")
+    sampler_name, _ = r.env(OTEL_TRACES_SAMPLER)
     if sampler_name is None:
         return unset
-    arg, arg_name = r.env("OTEL_TRACES_SAMPLER_ARG")
+    arg, arg_name = r.env(OTEL_TRACES_SAMPLER_ARG)
     if sampler_name != SAMPLER_NAME:
         r.problem(
             f"OTEL_TRACES_SAMPLER={excerpt(sampler_name)} is ignored: k8s_otel.configure() always uses the "
@@ -373,14 +402,14 @@ def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Opt
 def _resolve_service_name(r: _Resolver, argument: Optional[str]) -> Setting[Optional[str]]:
     if argument is not None:
         return Setting(argument, "argument")
-    value, name = r.env("OTEL_SERVICE_NAME")
+    value, name = r.env(OTEL_SERVICE_NAME)
     return Setting(value, "env", name) if value else Setting(None, "default")
 
 
 def _resolve_batch_sizes(r: _Resolver) -> tuple[Setting[int], Setting[int]]:
     """``OTEL_BSP_MAX_QUEUE_SIZE`` and ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``; a batch larger than the queue is clamped."""
-    batch = r.env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, integer=True)
-    queue = r.env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, integer=True)
+    batch = r.env_number(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512, integer=True)
+    queue = r.env_number(OTEL_BSP_MAX_QUEUE_SIZE, 2048, integer=True)
     if batch.value > queue.value:
         r.problem(
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch.value}) is larger than OTEL_BSP_MAX_QUEUE_SIZE "
@@ -419,16 +448,14 @@ def resolve_settings(
     """Resolve every setting ``configure`` uses. Raises only for bad keyword arguments (code errors)."""
     r = _Resolver(os.environ if environ is None else environ)
     rate_argument = validate_sampling_rate_per_million(sampling_rate_per_million)
-    sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
+    sdk_disabled = r.env_bool(OTEL_SDK_DISABLED) or Setting(False, "default")
     config_file_setting = _resolve_config_file(r, config_file)
     protocol_setting = _resolve_protocol(r, protocol, endpoint)
     endpoint_setting = _resolve_endpoint(r, endpoint, protocol_setting)
-    certificate = _resolve_tls_file(
-        r, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
-    )
-    client_key = _resolve_tls_file(r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    certificate = _resolve_tls_file(r, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE)
+    client_key = _resolve_tls_file(r, OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY)
     client_certificate = _resolve_tls_file(
-        r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+        r, OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
     )
     insecure_setting = _resolve_insecure(r, insecure, endpoint_setting, certificate, client_certificate)
     endpoint_setting = _http_endpoint(r, endpoint_setting, protocol_setting)
@@ -439,8 +466,8 @@ def resolve_settings(
     service = _resolve_service_name(r, service_name)
     queue, batch = _resolve_batch_sizes(r)
     _check_protocol(r, protocol_setting, endpoint_setting)
-    schedule_delay = r.env_number("OTEL_BSP_SCHEDULE_DELAY", 5000.0, integer=False)
-    export_timeout = r.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False)
+    schedule_delay = r.env_number(OTEL_BSP_SCHEDULE_DELAY, 5000.0, integer=False)
+    export_timeout = r.env_number(OTEL_BSP_EXPORT_TIMEOUT, 30000.0, integer=False)
     return EffectiveSettings(
         sdk_disabled=sdk_disabled,
         protocol=protocol_setting,

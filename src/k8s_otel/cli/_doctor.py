@@ -52,15 +52,15 @@ def _doctor_findings(
                     + ": the collector's k8sattributes processor matches pods by k8s.pod.ip and k8s.pod.uid",
                 )
             )
-    config_file = environ.get("OTEL_CONFIG_FILE", "").strip()
-    if config_file:
-        from k8s_otel._file_config import check_config_file
+    from k8s_otel._file_config import CONFIG_FILE_ENV, check_config_file
 
+    config_file = environ.get(CONFIG_FILE_ENV, "").strip()
+    if config_file:
         report = check_config_file(config_file, dict(environ))
         findings.append(
             (
                 "warning",
-                f"OTEL_CONFIG_FILE={config_file}: the SDK's file configuration ignores the OTEL_* "
+                f"{CONFIG_FILE_ENV}={config_file}: the SDK's file configuration ignores the OTEL_* "
                 "variables; the settings above apply only to k8s_otel.configure()",
             )
         )
