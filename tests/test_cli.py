@@ -177,6 +177,10 @@ def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_pat
     for name in ("POD_NAMESPACE", "POD_UID", "NODE_NAME", "POD_IP"):
         assert f"set {name} from fieldRef" in warning
     assert "POD_NAME from" not in warning  # given
+    assert (
+        "k8s.namespace.name (set POD_NAMESPACE from fieldRef metadata.namespace; read: POD_NAMESPACE, K8S_NAMESPACE)"
+        in warning
+    )
     assert "k8s.pod.name=web-0" in text.split("kubernetes resource:")[1].splitlines()[0]
     assert text.rstrip().endswith("broken: see the errors above")
     no_traceback(result)
