@@ -534,3 +534,25 @@ def test_outside_kubernetes_the_resource_is_the_sdks(
     sdk.pop("service.instance.id", None)
     assert ours == sdk
     assert len(detector_runs) == 1 + (detectors == "k8s")  # Resource.create above ran it once more
+
+
+@pytest.mark.parametrize("detectors", ["k8s", "*"])
+def test_the_detector_runs_once_when_its_entry_point_is_missing(
+    detectors: str, detector_runs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A source tree on sys.path registers no entry points: the SDK cannot run the detector, so we do.
+    import opentelemetry.util._importlib_metadata as metadata
+
+    registered = metadata.entry_points
+
+    def without_ours(**params: object) -> object:
+        found = registered(**params)  # type: ignore[arg-type]
+        if params.get("group") != "opentelemetry_resource_detector":
+            return found
+        return type(found)(entry for entry in found if entry.name != DETECTOR_ENTRY_POINT)
+
+    monkeypatch.setattr(metadata, "entry_points", without_ours)
+    _in_the_fixture_pod(monkeypatch, detectors)
+    attributes = resource_for(resolve_settings(), None).attributes
+    assert len(detector_runs) == 1
+    assert attributes["k8s.pod.uid"] == UID

@@ -238,9 +238,15 @@ def _sdk_expands_the_wildcard() -> bool:
 
 def _sdk_runs_the_kubernetes_detector() -> bool:
     """Whether ``Resource.create()`` runs ``KubernetesResourceDetector`` itself: when
-    ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`` names its entry point, or ``*``."""
+    ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`` names its entry point, or ``*``, and the SDK finds
+    that entry point (a source tree on ``sys.path`` has none)."""
     names = {name.strip() for name in os.environ.get(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, "").split(",")}
-    return DETECTOR_ENTRY_POINT in names or ("*" in names and _sdk_expands_the_wildcard())
+    if DETECTOR_ENTRY_POINT not in names and not ("*" in names and _sdk_expands_the_wildcard()):
+        return False
+    # The lookup the SDK makes (cached for the process), so the answer is the SDK's own.
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    return any(True for _ in entry_points(group="opentelemetry_resource_detector", name=DETECTOR_ENTRY_POINT))
 
 
 def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[str, Any], None]) -> Resource:
