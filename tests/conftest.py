@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from k8s_otel._resource import DEFAULT_ENV_NAMES
 from k8s_otel.cli._receiver import OTLPReceiver
 
 
@@ -23,17 +24,9 @@ def otlp_receiver() -> Iterator[OTLPReceiver]:
 @pytest.fixture(autouse=True)
 def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start with no OTEL_*/K8S_OTEL_* variables and no in-pod variables from the host."""
+    in_pod = {"KUBERNETES_SERVICE_HOST", *(name for names in DEFAULT_ENV_NAMES.values() for name in names)}
     for name in list(os.environ):
-        if name.startswith(("OTEL_", "K8S_OTEL_")) or name in {
-            "KUBERNETES_SERVICE_HOST",
-            "POD_NAME",
-            "POD_NAMESPACE",
-            "POD_UID",
-            "POD_IP",
-            "NODE_NAME",
-            "CONTAINER_NAME",
-            "K8S_CLUSTER_NAME",
-        }:
+        if name.startswith(("OTEL_", "K8S_OTEL_")) or name in in_pod:
             monkeypatch.delenv(name, raising=False)
     # The sampled-parent budget is per process: each test starts with a full one, read from its env.
     from k8s_otel._trust import reset_process_budget

@@ -33,8 +33,9 @@ KEYS = _attributes.keys()
 # Keys that are also ordinary words (JSON field names of Kubernetes objects): checked only where an
 # attribute key goes. Dotted and odd-cased keys are checked everywhere.
 WORD_KEYS = {key for key in KEYS.values() if re.fullmatch(r"[a-z]+", key)}
-# The same text that is not an attribute key: the X.509 short name of ``userId`` in a subject DN.
-NOT_KEYS = {("src/k8s_otel/webhook/_tls.py", "UID")}
+# The same text that is not an attribute key: the X.509 short name of ``userId`` in a subject DN, and
+# the pod's own downward-API ``fieldRef`` path that doctor tells a manifest to set.
+NOT_KEYS = {("src/k8s_otel/webhook/_tls.py", "UID"), ("src/k8s_otel/_resource.py", "metadata.uid")}
 
 
 def _attribute_key_nodes(tree: ast.AST) -> list[ast.expr]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from k8s_otel._resource import DEFAULT_ENV_NAMES, DOWNWARD_API_FIELDS
+from k8s_otel.cli._doctor import _missing_downward_env
 from k8s_otel.cli._receiver import OTLPReceiver
 
 TOKEN = "s3cr3t-t0ken"
@@ -167,9 +169,18 @@ def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_pat
     assert result.returncode == 1
     text = result.stdout
     assert "unsupported scheme: http" in text and "sampling rate must be positive" in text
-    assert "use OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=100" in text
+    # One fix for the sampler variable, given once, with the stock ratio converted to per million.
+    assert text.count("OTEL_TRACES_SAMPLER=parentbased_traceidratio") == 1
+    assert "set OTEL_TRACES_SAMPLER=k8s_per_million and OTEL_TRACES_SAMPLER_ARG=100" in text
     assert "nope.pem' does not exist" in text
-    assert "without downward-API env for pod namespace, pod UID, node name, pod IP" in text
+    [warning] = [line for line in text.splitlines() if "without downward-API env" in line]
+    for name in ("POD_NAMESPACE", "POD_UID", "NODE_NAME", "POD_IP"):
+        assert f"set {name} from fieldRef" in warning
+    assert "POD_NAME from" not in warning  # given
+    assert (
+        "k8s.namespace.name (set POD_NAMESPACE from fieldRef metadata.namespace; read: POD_NAMESPACE, K8S_NAMESPACE)"
+        in warning
+    )
     assert "k8s.pod.name=web-0" in text.split("kubernetes resource:")[1].splitlines()[0]
     assert text.rstrip().endswith("broken: see the errors above")
     no_traceback(result)
@@ -184,6 +195,51 @@ def test_doctor_sampler_arg_that_is_not_an_integer(otlp_receiver: OTLPReceiver) 
     )
     assert result.returncode == 1
     assert "error: OTEL_TRACES_SAMPLER_ARG: samplingRatePerMillion: Invalid value: '1.5'" in result.stdout
+
+
+def test_doctor_accepts_every_name_resource_detection_reads(otlp_receiver: OTLPReceiver) -> None:
+    # K8S_NAMESPACE and the K8S_* names are read by detection: doctor must not ask for them again.
+    given = {
+        "POD_NAME": "web-0",
+        "K8S_NAMESPACE": "team-a",
+        "K8S_POD_UID": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+    }
+    result = k8s_otel(
+        "doctor",
+        "--endpoint",
+        otlp_receiver.endpoint,
+        env={
+            "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+            "K8S_NODE_NAME": "node-1",
+            "OTEL_POD_IP": "10.0.0.7",
+            **given,
+        },
+    )
+    assert result.returncode == 0, result.stdout
+    assert "downward-API" not in result.stdout
+    assert "k8s.namespace.name=team-a" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted({name for names in DEFAULT_ENV_NAMES.values() for name in names} | set(DOWNWARD_API_FIELDS)),
+)
+def test_doctor_and_detection_share_the_env_names(name: str) -> None:
+    from k8s_otel._resource import KubernetesResourceDetector
+
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", name: "10.0.0.7"}
+    detected = dict(KubernetesResourceDetector(environ=environ).detect().attributes)
+    [key] = [key for key, names in DEFAULT_ENV_NAMES.items() if name in names]
+    assert key in detected  # what the name gives, detection reads ...
+    assert not any(
+        line.startswith(f"{key} ") for line in _missing_downward_env(detected)
+    )  # ... and doctor accepts
+
+
+def test_every_downward_api_field_is_read_by_detection() -> None:
+    read = {name for names in DEFAULT_ENV_NAMES.values() for name in names}
+    assert set(DOWNWARD_API_FIELDS) <= read
+    assert len(_missing_downward_env({})) == len(DOWNWARD_API_FIELDS)
 
 
 def test_every_command_has_help_with_examples() -> None:

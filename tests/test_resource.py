@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.resources import Resource
 
 import k8s_otel
-from k8s_otel._resource import KubernetesResourceDetector, parse_downward_labels, service_name_for
+from k8s_otel._resource import (
+    DETECTOR_ENTRY_POINT,
+    KubernetesResourceDetector,
+    parse_downward_labels,
+    service_name_for,
+)
+from k8s_otel._settings import resolve_settings
+from k8s_otel._wiring import resource_for
 from k8s_otel.cli._receiver import OTLPReceiver
 
 PODS = Path(__file__).resolve().parent / "fixtures" / "pods"
@@ -417,3 +425,134 @@ def test_a_fifo_in_place_of_a_pod_file_never_blocks(tmp_path: Path) -> None:
 def test_extra_env_names_the_user_configured_are_a_kubernetes_signal() -> None:
     attributes = detect("laptop", {"MY_POD": "web-0"}, env_names={"MY_POD": "k8s.pod.name"})
     assert attributes["k8s.pod.name"] == "web-0"
+
+
+# --- resource_for on the SDK's own aggregation (issue 17) ------------------------------------------
+
+DETECTOR_SETTINGS = [
+    None,
+    "",
+    "k8s",
+    " k8s ",
+    "process,k8s",
+    "k8s,process",
+    "otel,k8s",
+    "k8s,k8s",
+    "process",
+    "*",
+    "no-such-detector",
+]
+
+
+@pytest.fixture
+def detector_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count ``KubernetesResourceDetector.detect`` calls, however the detector was built (ours or the SDK's)."""
+    runs: list[int] = []
+    original = KubernetesResourceDetector.detect
+
+    def counting(self: KubernetesResourceDetector) -> Resource:
+        runs.append(1)
+        return original(self)
+
+    monkeypatch.setattr(KubernetesResourceDetector, "detect", counting)
+    return runs
+
+
+def _in_the_fixture_pod(monkeypatch: pytest.MonkeyPatch, detectors: str | None) -> None:
+    for name, value in POD_ENV.items():
+        monkeypatch.setenv(name, value)
+    if detectors is not None:
+        monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", detectors)
+
+
+def test_the_entry_point_name_is_the_detector() -> None:
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    [entry_point] = entry_points(group="opentelemetry_resource_detector", name=DETECTOR_ENTRY_POINT)
+    assert entry_point.load() is KubernetesResourceDetector
+
+
+@pytest.mark.parametrize("detectors", DETECTOR_SETTINGS)
+def test_the_detector_runs_exactly_once(
+    detectors: str | None,
+    detector_runs: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _in_the_fixture_pod(monkeypatch, detectors)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "bad-pair,k8s.cluster.name=prod")
+    sdk_logger = logging.getLogger("opentelemetry.sdk.resources")
+    with caplog.at_level(logging.WARNING):
+        attributes = resource_for(resolve_settings(), None).attributes
+    assert len(detector_runs) == 1
+    assert attributes["k8s.pod.uid"] == UID
+    assert attributes["k8s.cluster.name"] == "prod"
+    # Nothing global is flipped: the SDK's logger stays on, and its one warning is given once.
+    assert not sdk_logger.disabled
+    assert sum("bad-pair" in record.getMessage() for record in caplog.records) == 1
+
+
+@pytest.mark.parametrize("detectors", DETECTOR_SETTINGS)
+def test_resource_precedence_is_the_same_in_every_combination(
+    detectors: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_the_fixture_pod(monkeypatch, detectors)
+
+    def attributes(**arguments: object) -> dict[str, object]:
+        resource = arguments.pop("resource", None)
+        settings = resolve_settings(**arguments)  # type: ignore[arg-type]
+        return dict(resource_for(settings, resource).attributes)  # type: ignore[arg-type]
+
+    plain = attributes()
+    assert plain["service.name"] == "replicas-webhook"  # the workload beats unknown_service
+    assert plain["k8s.namespace.name"] == "webhooks"
+    assert plain["telemetry.sdk.language"] == "python"
+
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=from-user,service.name=attr-name")
+    assert (attributes()["k8s.namespace.name"], attributes()["service.name"]) == ("from-user", "attr-name")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    assert attributes()["service.name"] == "from-env"  # OTEL_SERVICE_NAME beats OTEL_RESOURCE_ATTRIBUTES
+
+    code = attributes(resource={"k8s.namespace.name": "from-code", "service.name": "resource-name"})
+    assert (code["k8s.namespace.name"], code["service.name"]) == ("from-code", "resource-name")
+    named = attributes(service_name="from-argument", resource={"service.name": "resource-name"})
+    assert named["service.name"] == "from-argument"  # service_name= beats everything
+    assert named["k8s.pod.uid"] == UID
+
+
+@pytest.mark.parametrize("detectors", [None, "k8s"])
+def test_outside_kubernetes_the_resource_is_the_sdks(
+    detectors: str | None, detector_runs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("K8S_OTEL_FS_ROOT", str(PODS / "laptop"))
+    if detectors is not None:
+        monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", detectors)
+    settings = resolve_settings()
+    ours = dict(resource_for(settings, {"a": "b"}).attributes)
+    sdk = dict(Resource.create({"a": "b"}).attributes)
+    ours.pop("service.instance.id", None)  # a new random id per Resource.create (SDK >= 1.43)
+    sdk.pop("service.instance.id", None)
+    assert ours == sdk
+    assert len(detector_runs) == 1 + (detectors == "k8s")  # Resource.create above ran it once more
+
+
+@pytest.mark.parametrize("detectors", ["k8s", "*"])
+def test_the_detector_runs_once_when_its_entry_point_is_missing(
+    detectors: str, detector_runs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A source tree on sys.path registers no entry points: the SDK cannot run the detector, so we do.
+    import opentelemetry.util._importlib_metadata as metadata
+
+    registered = metadata.entry_points
+
+    def without_ours(**params: object) -> object:
+        found = registered(**params)  # type: ignore[arg-type]
+        if params.get("group") != "opentelemetry_resource_detector":
+            return found
+        return type(found)(entry for entry in found if entry.name != DETECTOR_ENTRY_POINT)
+
+    monkeypatch.setattr(metadata, "entry_points", without_ours)
+    _in_the_fixture_pod(monkeypatch, detectors)
+    attributes = resource_for(resolve_settings(), None).attributes
+    assert len(detector_runs) == 1
+    assert attributes["k8s.pod.uid"] == UID

@@ -8,15 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry import trace
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from k8s_otel._sampling import (
     PerMillionSampler,
     TraceIDRatioBased,
     go_trace_id_upper_bound,
+    parse_sampling_rate_per_million,
     per_million_sampler_from_env,
     sample_linked_from_env,
+    sampler_advice,
+    sampling_rate_errors,
+    validate_sampling_rate_per_million,
 )
 
 LOW_64 = (1 << 64) - 1
@@ -177,14 +181,14 @@ def test_invalid_rates_raise_in_the_kubernetes_wording(value: object, needle: st
 
 
 def test_integral_floats_are_accepted() -> None:
-    assert PerMillionSampler(100.0).samples_per_million == 100  # type: ignore[arg-type]
+    assert PerMillionSampler(100.0).sampling_rate_per_million == 100  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("arg", ["100", " 100 ", "+100"])
 def test_entry_point_factory_parses_the_arg(arg: str) -> None:
     sampler = per_million_sampler_from_env(arg)
     assert isinstance(sampler, PerMillionSampler)
-    assert sampler.samples_per_million == 100
+    assert sampler.sampling_rate_per_million == 100
 
 
 @pytest.mark.parametrize("arg", [None, "", "   "])
@@ -194,7 +198,7 @@ def test_entry_point_factory_unset_means_kubernetes_unset(
     with caplog.at_level(logging.WARNING):
         sampler = per_million_sampler_from_env(arg)
     assert isinstance(sampler, PerMillionSampler)
-    assert sampler.samples_per_million is None
+    assert sampler.sampling_rate_per_million is None
     assert not caplog.records
 
 
@@ -205,7 +209,7 @@ def test_entry_point_factory_never_raises_and_fails_closed(
     with caplog.at_level(logging.ERROR):
         sampler = per_million_sampler_from_env(arg)
     assert isinstance(sampler, PerMillionSampler)
-    assert sampler.samples_per_million is None
+    assert sampler.sampling_rate_per_million is None
     assert not sampled(sampler, LOW_64 >> 2)  # would be sampled by the SDK's always_on fallback
     [record] = caplog.records
     message = record.getMessage()
@@ -306,3 +310,84 @@ def test_sample_linked_from_the_env(
     assert sampler.sample_linked is expected
     assert sample_linked_from_env() is expected
     assert any("K8S_OTEL_SAMPLE_LINKED" in r.getMessage() for r in caplog.records) is (value == "yes")
+
+
+# --- one rate rule, one sampler name (issue 17) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [-1, -(1 << 31), 1_000_001, 1 << 30])
+def test_every_path_refuses_a_rate_with_the_same_kubernetes_error(rate: int) -> None:
+    from k8s_otel._config import TracingConfiguration, validate_tracing_configuration
+    from k8s_otel._settings import resolve_settings
+
+    [kubernetes] = validate_tracing_configuration(TracingConfiguration(sampling_rate_per_million=rate))
+    assert kubernetes == sampling_rate_errors(rate)[0]
+    assert validate_tracing_configuration(
+        TracingConfiguration(sampling_rate_per_million=rate), field_path="tracing"
+    ) == [f"tracing.{kubernetes}"]
+    for refuse in (validate_sampling_rate_per_million, PerMillionSampler):
+        with pytest.raises(ValueError, match="samplingRatePerMillion: Invalid value") as error:
+            refuse(rate)
+        assert str(error.value) == kubernetes
+    with pytest.raises(ValueError, match="samplingRatePerMillion: Invalid value") as error:
+        resolve_settings(sampling_rate_per_million=rate, environ={})
+    assert str(error.value) == kubernetes
+    env = resolve_settings(
+        environ={"OTEL_TRACES_SAMPLER": "k8s_per_million", "OTEL_TRACES_SAMPLER_ARG": str(rate)}
+    )
+    assert any(kubernetes in problem for problem in env.problems)
+
+
+@pytest.mark.parametrize("rate", [0, 1, 1_000_000])
+def test_the_rate_rule_accepts_the_kubernetes_range(rate: int) -> None:
+    assert sampling_rate_errors(rate) == []
+    assert parse_sampling_rate_per_million(str(rate)) == rate
+
+
+def test_the_sampler_is_a_plain_sampler() -> None:
+    sampler = PerMillionSampler(100)
+    assert isinstance(sampler, Sampler)
+    assert not isinstance(sampler, ParentBased)
+
+
+def test_the_old_keyword_still_works_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="sampling_rate_per_million"):
+        sampler = PerMillionSampler(samples_per_million=100)  # type: ignore[call-arg]
+    assert sampler.sampling_rate_per_million == 100
+    assert sampler.get_description() == PerMillionSampler(sampling_rate_per_million=100).get_description()
+    with pytest.warns(DeprecationWarning, match="sampling_rate_per_million"):
+        assert sampler.samples_per_million == 100
+
+
+def test_the_old_and_new_keyword_together_or_an_unknown_one_raise() -> None:
+    with pytest.raises(TypeError, match="both"):
+        PerMillionSampler(100, samples_per_million=100)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rate'"):
+        PerMillionSampler(rate=100)  # type: ignore[call-arg]
+
+
+def test_the_new_name_raises_no_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert PerMillionSampler(sampling_rate_per_million=5).sampling_rate_per_million == 5
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg", "rate"),
+    [
+        ("parentbased_traceidratio", "0.0001", "100"),
+        ("traceidratio", " 1 ", "1000000"),
+        ("traceidratio", "0", "0"),
+        ("traceidratio", "2", "<samples per million>"),
+        ("traceidratio", "nan", "<samples per million>"),
+        ("traceidratio", None, "<samples per million>"),
+        ("always_on", "0.5", "<samples per million>"),
+    ],
+)
+def test_one_fix_for_another_sampler(sampler: str, arg: str | None, rate: str) -> None:
+    assert (
+        sampler_advice(sampler, arg)
+        == f"set OTEL_TRACES_SAMPLER=k8s_per_million and OTEL_TRACES_SAMPLER_ARG={rate}"
+    )

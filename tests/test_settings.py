@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import k8s_otel
-from k8s_otel._settings import EffectiveSettings, HeaderValue, grpc_target, parse_headers, resolve_settings
+from k8s_otel._settings import EffectiveSettings, HeaderValue, parse_headers, resolve_settings
 from k8s_otel._wiring import AlreadyConfiguredError, _same_or_raise
 
 TOKEN = "s3cr3t-t0ken"
@@ -310,23 +310,6 @@ def test_sdk_disabled_and_service_name() -> None:
     )
     bad = resolve_settings(environ={"OTEL_SDK_DISABLED": "maybe"})
     assert bad.sdk_disabled.value is False and "OTEL_SDK_DISABLED" in bad.problems[0]
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "target"),
-    [
-        ("localhost:4317", "localhost:4317"),
-        ("http://collector:4317", "collector:4317"),
-        ("https://collector:4317/ignored/path", "collector:4317"),
-        ("dns://google.com:4317", "dns:///google.com:4317"),
-        ("dns:///collector:4317", "dns:///collector:4317"),
-        ("dns://8.8.8.8/collector:4317", "dns://8.8.8.8/collector:4317"),
-        ("unix:///var/run/otel.sock", "unix:///var/run/otel.sock"),
-        ("[::1]:4317", "[::1]:4317"),
-    ],
-)
-def test_grpc_targets(endpoint: str, target: str) -> None:
-    assert grpc_target(endpoint) == target
 
 
 def test_values_are_bounded_in_problems() -> None:
@@ -695,4 +678,58 @@ def test_no_userinfo_form_keeps_the_password(
     endpoint = f"{head}{user}:{around[0]}{CANARY}{around[1]}@{host}"
     s = resolve_settings(endpoint=endpoint, environ={})
     assert CANARY not in s.endpoint.value and CANARY not in s.grpc_target
+    assert CANARY not in shown_everywhere(s)
+
+
+# --- headers: the SDK's parse_env_headers, our checks on top (issue 17) ---------------------------
+
+_ASCII_ENTRY = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=24)
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(_ASCII_ENTRY.filter(lambda t: "," not in t))
+def test_an_entry_we_pass_to_the_sdk_is_one_it_reads_without_logging(entry: str) -> None:
+    # The SDK is the oracle: whatever our pre-check lets through, parse_env_headers must read as one
+    # header and never log (it would log the entry, value and all).
+    from opentelemetry.util.re import parse_env_headers
+
+    sdk_logger = logging.getLogger("opentelemetry.util.re")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    sdk_logger.addHandler(handler)
+    try:
+        problems: list[str] = []
+        pairs = parse_headers(entry, problems)
+        stock = parse_env_headers(entry, liberal=True)
+    finally:
+        sdk_logger.removeHandler(handler)
+    if pairs:
+        [(name, value)] = pairs
+        assert dict(stock) == {name: value.reveal()}  # the SDK's reading, exactly
+        assert not records  # the SDK logged nothing, for our call nor the stock one
+    assert len(pairs) + len(problems) <= 1 or not entry.strip(" \t")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("x%41=1", "xa"), ("X-Api%2DKey=1", "x-api-key")],
+)
+def test_a_percent_encoded_name_is_sent_as_the_sdk_decodes_it(text: str, name: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    assert s.header_pairs() == ((name, "1"),)
+    assert s.problems == ()
+
+
+@pytest.mark.parametrize("text", [f"x%0Ay={CANARY}", f"a%20b={CANARY}", f"%3A={CANARY}"])
+def test_a_name_that_decodes_to_no_token_is_refused_and_reported(text: str) -> None:
+    s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
+    assert s.header_pairs() == ()
+    assert s.problems == (
+        "OTEL_EXPORTER_OTLP_HEADERS: entry 1: the header name decodes to something that is not a header token; skipped",
+    )
     assert CANARY not in shown_everywhere(s)

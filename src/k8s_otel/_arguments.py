@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._headers import normalise_headers
 from k8s_otel._redact import excerpt
-from k8s_otel._sampling import validate_samples_per_million
+from k8s_otel._sampling import validate_sampling_rate_per_million
 
 __all__ = ["check_configure_arguments"]
 
@@ -62,7 +62,7 @@ def _check_protocol(protocol: object) -> None:
 
 def _check_rate(rate: object) -> None:
     try:
-        validate_samples_per_million(rate)
+        validate_sampling_rate_per_million(rate)
     except ValueError as error:
         raise _bad("sampling_rate_per_million", str(error)) from None
 

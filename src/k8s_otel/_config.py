@@ -21,6 +21,7 @@ from k8s_otel import _gourl
 from k8s_otel._exceptions import K8sOtelError
 from k8s_otel._files import NotRegularFileError, read_regular_file
 from k8s_otel._redact import MAX_EXCERPT, REDACTED, excerpt, looks_like_credential, split_userinfo
+from k8s_otel._sampling import sampling_rate_errors
 
 __all__ = [
     "APISERVER_API_VERSIONS",
@@ -49,7 +50,6 @@ MAX_ALIASES = 64
 MAX_EVENTS = 20_000
 MAX_SCALAR_CHARS = 16 << 10
 _MAX_UNKNOWN_FIELDS_SHOWN = 5
-_MAX_SAMPLING_RATE = 1_000_000
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 _ENDPOINT_SCHEMES = ("dns", "unix", "unix-abstract")
 _FIELDS = ("endpoint", "samplingRatePerMillion")
@@ -417,13 +417,7 @@ def validate_tracing_configuration(
     errors: list[str] = []
     rate = config.sampling_rate_per_million
     if rate is not None:
-        path = _child(field_path, "samplingRatePerMillion")
-        if rate < 0:
-            errors.append(_invalid(path, rate, "sampling rate must be positive"))
-        if rate > _MAX_SAMPLING_RATE:
-            errors.append(
-                _invalid(path, rate, "sampling rate per million must be less than or equal to one million")
-            )
+        errors.extend(sampling_rate_errors(rate, _child(field_path, "samplingRatePerMillion")))
     if config.endpoint is not None:
         errors.extend(_validate_endpoint(config.endpoint, _child(field_path, "endpoint")))
     return errors

@@ -20,9 +20,10 @@ from typing import Callable, Optional
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from k8s_otel._endpoint import GRPC
 from k8s_otel._export import ExportFailure
 from k8s_otel._files import read_regular_file
-from k8s_otel._settings import GRPC, EffectiveSettings, protocol_problem
+from k8s_otel._settings import EffectiveSettings, protocol_problem
 
 __all__ = ["ForkSafeExporter", "build_exporter"]
 

@@ -29,9 +29,15 @@ from typing import Any, Optional, Union
 
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from k8s_otel._sampling import PerMillionSampler, parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import (
+    SAMPLER_NAME,
+    PerMillionSampler,
+    parse_sampling_rate_per_million,
+    validate_sampling_rate_per_million,
+)
 
 __all__ = [
+    "CONFIG_FILE_ENV",
     "RATE_ENV",
     "SAMPLER_NAME",
     "FileConfigReport",
@@ -41,10 +47,11 @@ __all__ = [
 
 _logger = logging.getLogger("k8s_otel.file_config")
 
-SAMPLER_NAME = "k8s_per_million"
 RATE_ENV = "K8S_OTEL_SAMPLING_RATE_PER_MILLION"
 TRACING_CONFIG_ENV = "K8S_OTEL_TRACING_CONFIG"
-CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
+CONFIG_FILE_ENV = (
+    "OTEL_CONFIG_FILE"  # the SDK names it only from 1.43 (opentelemetry.sdk.environment_variables)
+)
 DETECTOR_SETTINGS = frozenset({"root", "downward_api_dir", "env_names", "raise_on_error"})
 _FLUSH_TIMEOUT_MILLIS = 5000
 
@@ -67,7 +74,7 @@ def sampler_rate(
     if properties and "sampling_rate_per_million" in properties:
         try:
             return RateSource(
-                validate_samples_per_million(properties["sampling_rate_per_million"]), "file property"
+                validate_sampling_rate_per_million(properties["sampling_rate_per_million"]), "file property"
             )
         except (TypeError, ValueError) as error:
             problems.append(f"sampler property sampling_rate_per_million: {error}")
@@ -93,7 +100,7 @@ def sampler_rate(
     text = env.get(RATE_ENV)
     if text is not None and text.strip():
         try:
-            return RateSource(parse_samples_per_million(text), RATE_ENV, tuple(problems))
+            return RateSource(parse_sampling_rate_per_million(text), RATE_ENV, tuple(problems))
         except ValueError as error:
             problems.append(f"{RATE_ENV}={text.strip()[:40]!r}: {error}")
     return RateSource(None, "unset", tuple(problems))

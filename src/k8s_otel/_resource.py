@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from opentelemetry.sdk.environment_variables import OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME
 from opentelemetry.sdk.resources import Resource, ResourceDetector
 
 from k8s_otel._attributes import CONTAINER_ID, SERVICE_NAME
@@ -36,7 +37,14 @@ from k8s_otel._attributes import K8S_REPLICASET_NAME as REPLICASET
 from k8s_otel._attributes import K8S_STATEFULSET_NAME as STATEFULSET
 from k8s_otel._files import read_regular_file
 
-__all__ = ["DEFAULT_ENV_NAMES", "KubernetesResourceDetector", "parse_downward_labels", "service_name_for"]
+__all__ = [
+    "DEFAULT_ENV_NAMES",
+    "DETECTOR_ENTRY_POINT",
+    "DOWNWARD_API_FIELDS",
+    "KubernetesResourceDetector",
+    "parse_downward_labels",
+    "service_name_for",
+]
 
 _logger = logging.getLogger("k8s_otel.resource")
 
@@ -51,12 +59,26 @@ DEFAULT_ENV_NAMES: dict[str, tuple[str, ...]] = {
     NODE_NAME: ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "NODE_NAME", "K8S_NODE_NAME"),
     CONTAINER_NAME: ("CONTAINER_NAME", "K8S_CONTAINER_NAME"),
 }
-"""Downward-API env names read for each attribute, first found wins (the Operator's names first)."""
+"""Downward-API env names read for each attribute, first found wins (the Operator's names first).
+
+The one list: ``k8s-otel doctor`` and the tests read it from here."""
+
+DOWNWARD_API_FIELDS: dict[str, str] = {
+    "POD_NAME": "metadata.name",
+    "POD_NAMESPACE": "metadata.namespace",
+    "POD_UID": "metadata.uid",
+    "NODE_NAME": "spec.nodeName",
+    "POD_IP": "status.podIP",
+}
+"""The env names a pod manifest should set, each with its downward-API ``fieldRef``: every one is in
+``DEFAULT_ENV_NAMES``, and together they give what the collector's k8sattributes processor matches on."""
 
 GENERIC_ENV_NAMES = frozenset({"CONTAINER_NAME", "NODE_NAME"})
 """Names that container runtimes and CI systems set outside Kubernetes (Jenkins sets ``NODE_NAME``):
 read in a pod, but alone they never make a process look like one."""
 
+DETECTOR_ENTRY_POINT = "k8s"
+"""The detector's name in ``opentelemetry_resource_detector`` (``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=k8s``)."""
 CUSTOM_ENV_NAMES = "K8S_OTEL_RESOURCE_ENV"  # "MY_POD=k8s.pod.name,MY_NODE=k8s.node.name"
 DOWNWARD_API_DIR_ENV = "K8S_OTEL_DOWNWARD_API_DIR"
 FS_ROOT_ENV = "K8S_OTEL_FS_ROOT"  # for tests: where /proc and /var/run/secrets are looked up
@@ -241,12 +263,12 @@ class KubernetesResourceDetector(ResourceDetector):
         return attributes
 
     def _user_keys(self) -> set[str]:
-        keys = {
+        keys = {  # read as the SDK's OTELResourceDetector reads them
             item.partition("=")[0].strip()
-            for item in self._environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+            for item in self._environ.get(OTEL_RESOURCE_ATTRIBUTES, "").split(",")
             if "=" in item
         }
-        if self._environ.get("OTEL_SERVICE_NAME", "").strip():
+        if self._environ.get(OTEL_SERVICE_NAME):
             keys.add(SERVICE_NAME)
         return keys
 

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Callable, Optional
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-)
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
@@ -29,22 +24,29 @@ from opentelemetry.util.types import Attributes
 from k8s_otel._exceptions import InvalidArgumentError
 
 __all__ = [
-    "MAX_SAMPLES_PER_MILLION",
+    "MAX_SAMPLING_RATE_PER_MILLION",
     "SAMPLE_LINKED_ENV",
     "PerMillionSampler",
     "TraceIDRatioBased",
     "go_trace_id_upper_bound",
-    "parse_samples_per_million",
+    "parse_sampling_rate_per_million",
     "per_million_sampler_from_env",
     "sample_linked_from_env",
-    "validate_samples_per_million",
+    "sampler_advice",
+    "sampling_rate_errors",
+    "validate_sampling_rate_per_million",
 ]
 
 _logger = logging.getLogger("k8s_otel.sampling")
 
-MAX_SAMPLES_PER_MILLION = 1_000_000
+MAX_SAMPLING_RATE_PER_MILLION = 1_000_000
+"""component-base ``maxSamplingRatePerMillion``."""
 SAMPLE_LINKED_ENV = "K8S_OTEL_SAMPLE_LINKED"
+RATE_FIELD = "samplingRatePerMillion"
+SAMPLER_NAME = "k8s_per_million"
+"""The ``opentelemetry_traces_sampler`` entry point (``OTEL_TRACES_SAMPLER=k8s_per_million``)."""
 _LOW_64_BITS = (1 << 64) - 1
+_STOCK_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 
 
 def go_trace_id_upper_bound(fraction: float) -> int:
@@ -52,38 +54,51 @@ def go_trace_id_upper_bound(fraction: float) -> int:
     return int(fraction * (1 << 63))
 
 
-def validate_samples_per_million(value: object) -> Optional[int]:
-    """Return ``value`` as an int rate, or raise ValueError worded as Kubernetes validation words it.
+def sampling_rate_errors(rate: int, field_path: str = RATE_FIELD) -> list[str]:
+    """component-base ``validateSamplingRate``, rule for rule, as Kubernetes field errors.
 
-    ``None`` means unset. Accepted: ints, and floats with no fraction, from 0 to 1_000_000.
+    The one place the range is decided: TracingConfiguration files, arguments, the sampler and the
+    environment all come here, so every path refuses the same rates with kube-apiserver's words.
+    """
+    errors = []
+    if rate < 0:
+        errors.append(f"{field_path}: Invalid value: {rate}: sampling rate must be positive")
+    if rate > MAX_SAMPLING_RATE_PER_MILLION:
+        errors.append(
+            f"{field_path}: Invalid value: {rate}: "
+            "sampling rate per million must be less than or equal to one million"
+        )
+    return errors
+
+
+def _not_an_integer(shown: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{RATE_FIELD}: Invalid value: {shown}: sampling rate per million must be an integer "
+        f"from 0 to {MAX_SAMPLING_RATE_PER_MILLION}"
+    )
+
+
+def validate_sampling_rate_per_million(value: object) -> Optional[int]:
+    """Return ``value`` as an int rate, or raise InvalidArgumentError (a ValueError) worded as Kubernetes validation words it.
+
+    ``None`` means unset. Accepted: ints, and floats with no fraction, that ``sampling_rate_errors``
+    accepts (0 to 1_000_000).
     """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(
-            f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an integer "
-            f"from 0 to {MAX_SAMPLES_PER_MILLION}"
-        )
+        raise _not_an_integer(repr(value))
     if isinstance(value, float):
         if not value.is_integer():
-            raise InvalidArgumentError(
-                f"samplingRatePerMillion: Invalid value: {value!r}: sampling rate per million must be an "
-                f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
-            )
+            raise _not_an_integer(repr(value))
         value = int(value)
-    if value < 0:
-        raise InvalidArgumentError(
-            f"samplingRatePerMillion: Invalid value: {value}: sampling rate must be positive"
-        )
-    if value > MAX_SAMPLES_PER_MILLION:
-        raise InvalidArgumentError(
-            f"samplingRatePerMillion: Invalid value: {value}: "
-            "sampling rate per million must be less than or equal to one million"
-        )
+    errors = sampling_rate_errors(value)
+    if errors:
+        raise InvalidArgumentError(errors[0])
     return value
 
 
-def parse_samples_per_million(text: Optional[str]) -> Optional[int]:
+def parse_sampling_rate_per_million(text: Optional[str]) -> Optional[int]:
     """Parse ``OTEL_TRACES_SAMPLER_ARG``-style text: a decimal integer, surrounding blanks allowed.
 
     ``None`` or blank text means unset. Anything else that is not a valid rate raises ValueError.
@@ -92,11 +107,22 @@ def parse_samples_per_million(text: Optional[str]) -> Optional[int]:
         return None
     stripped = text.strip()
     if len(stripped) > 16 or not stripped.lstrip("+-").isdigit() or not stripped.isascii():
-        raise InvalidArgumentError(
-            f"samplingRatePerMillion: Invalid value: {stripped[:40]!r}: sampling rate per million must be an "
-            f"integer from 0 to {MAX_SAMPLES_PER_MILLION}"
-        )
-    return validate_samples_per_million(int(stripped))
+        raise _not_an_integer(repr(stripped[:40]))
+    return validate_sampling_rate_per_million(int(stripped))
+
+
+def sampler_advice(sampler: str, arg: Optional[str]) -> str:
+    """The one fix for an ``OTEL_TRACES_SAMPLER`` that is not ours: the variables that give
+    kube-apiserver's decisions, with the stock ratio converted to a per-million rate when it can be."""
+    rate = "<samples per million>"
+    if sampler in _STOCK_RATIO_SAMPLERS and arg is not None:
+        try:
+            ratio = float(arg.strip())
+        except ValueError:
+            ratio = float("nan")
+        if 0.0 <= ratio <= 1.0:
+            rate = str(round(ratio * MAX_SAMPLING_RATE_PER_MILLION))
+    return f"set OTEL_TRACES_SAMPLER={SAMPLER_NAME} and OTEL_TRACES_SAMPLER_ARG={rate}"
 
 
 class TraceIDRatioBased(Sampler):
@@ -148,38 +174,68 @@ def _parent_trace_state(parent_context: Optional[Context]) -> Optional[TraceStat
     return get_current_span(parent_context).get_span_context().trace_state
 
 
-class PerMillionSampler(ParentBased):
-    """``ParentBased`` around the root sampler kube-apiserver builds from ``samplingRatePerMillion``.
+_PARENT_DELEGATES = (
+    "remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,"
+    "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler"
+)
+"""component-base calls ``ParentBased(root)`` with no options: the four default delegates."""
 
-    ``None`` or 0: roots are never sampled, parents are respected. 1_000_000: every root is sampled.
-    Anything else: Go's ``TraceIDRatioBased(rate / 1_000_000)``. Delegates for parents are the
-    ParentBased defaults, as in component-base (``ParentBased`` is called with no options).
+
+class PerMillionSampler(Sampler):
+    """component-base's ``ParentBased(TraceIDRatioBased(rate / 1e6))``, decided in one step.
+
+    A valid parent (remote or local) decides by its sampled flag, as ParentBased's default
+    delegates do; a root is decided by Go's ``TraceIDRatioBased(rate / 1_000_000)``. ``None`` or 0:
+    roots are never sampled (``ParentBased(NeverSample())``); 1_000_000: every root is sampled.
+    ``get_description()`` is Go's text, spelled out here so that no SDK change can make it differ
+    from the apiserver's.
 
     ``sample_linked=True`` (off by default: Go's ParentBased ignores links) also samples a root
     with no valid parent when one of its links is sampled, so that a reconcile linked to a recorded
     request (KEP-5915) is recorded too. Whoever can write an object's annotation can then force its
     reconcile to be sampled; ``link_budget``, a callable returning whether one more forced decision
     is allowed (a token bucket's ``take``), bounds that. Past the budget the root sampler decides.
+
+    ``samples_per_million=`` is the old name of ``sampling_rate_per_million``: it still works, with a
+    DeprecationWarning.
     """
+
+    __slots__ = ("_description", "_link_budget", "_root_bound", "sample_linked", "sampling_rate_per_million")
 
     def __init__(
         self,
-        samples_per_million: Optional[int],
+        sampling_rate_per_million: Optional[int] = None,
         *,
         sample_linked: bool = False,
         link_budget: Optional[Callable[[], bool]] = None,
+        **deprecated: Optional[int],
     ) -> None:
-        rate = validate_samples_per_million(samples_per_million)
-        self.samples_per_million = rate
+        if deprecated:
+            sampling_rate_per_million = _deprecated_rate(sampling_rate_per_million, deprecated)
+        rate = validate_sampling_rate_per_million(sampling_rate_per_million)
+        self.sampling_rate_per_million = rate
         self.sample_linked = bool(sample_linked)
         self._link_budget = link_budget
-        root: Sampler
         if not rate:
-            root = ALWAYS_OFF
+            self._root_bound = 0
+            root = "AlwaysOffSampler"
         else:
-            root = TraceIDRatioBased(rate / MAX_SAMPLES_PER_MILLION)
-        super().__init__(root)
-        self._root_bound = root.bound if isinstance(root, TraceIDRatioBased) else 0
+            ratio = TraceIDRatioBased(rate / MAX_SAMPLING_RATE_PER_MILLION)
+            self._root_bound = ratio.bound
+            root = ratio.get_description()
+        if self.sample_linked:
+            root = f"SampledLinkOr{{{root}}}"
+        self._description = f"ParentBased{{root:{root},{_PARENT_DELEGATES}}}"
+
+    @property
+    def samples_per_million(self) -> Optional[int]:
+        """Deprecated: ``sampling_rate_per_million``."""
+        warnings.warn(
+            "PerMillionSampler.samples_per_million is deprecated: use sampling_rate_per_million",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.sampling_rate_per_million
 
     def should_sample(
         self,
@@ -191,8 +247,7 @@ class PerMillionSampler(ParentBased):
         links: Optional[Sequence[Link]] = None,
         trace_state: Optional[TraceState] = None,
     ) -> SamplingResult:
-        # Same decisions as ParentBased with the default delegates, without the four indirections:
-        # with a valid parent (remote or local) follow its sampled flag, else ask the root.
+        # With a valid parent (remote or local) follow its sampled flag, else ask the root.
         parent = get_current_span(parent_context).get_span_context()
         if parent.is_valid:
             if parent.trace_flags.sampled:
@@ -219,23 +274,29 @@ class PerMillionSampler(ParentBased):
         return False
 
     def get_description(self) -> str:
-        # Go's layout; Python's ParentBased description uses the same one, spelled out here so that
-        # an SDK change cannot silently diverge from the apiserver's text.
-        root = self._root.get_description()
-        if self.sample_linked:
-            root = f"SampledLinkOr{{{root}}}"
-        return (
-            f"ParentBased{{root:{root},"
-            f"remoteParentSampled:{self._remote_parent_sampled.get_description()},"
-            f"remoteParentNotSampled:{self._remote_parent_not_sampled.get_description()},"
-            f"localParentSampled:{self._local_parent_sampled.get_description()},"
-            f"localParentNotSampled:{self._local_parent_not_sampled.get_description()}}}"
-        )
+        return self._description
 
     def __repr__(self) -> str:
         if self.sample_linked:
-            return f"PerMillionSampler({self.samples_per_million!r}, sample_linked=True)"
-        return f"PerMillionSampler({self.samples_per_million!r})"
+            return f"PerMillionSampler({self.sampling_rate_per_million!r}, sample_linked=True)"
+        return f"PerMillionSampler({self.sampling_rate_per_million!r})"
+
+
+def _deprecated_rate(rate: Optional[int], deprecated: dict[str, Optional[int]]) -> Optional[int]:
+    """``samples_per_million=``, the old keyword: accepted with a DeprecationWarning, alone."""
+    unknown = sorted(set(deprecated) - {"samples_per_million"})
+    if unknown:
+        raise InvalidArgumentError(f"PerMillionSampler() got an unexpected keyword argument {unknown[0]!r}")
+    if rate is not None:
+        raise InvalidArgumentError(
+            "PerMillionSampler() got both sampling_rate_per_million and samples_per_million"
+        )
+    warnings.warn(
+        "PerMillionSampler(samples_per_million=...) is deprecated: use sampling_rate_per_million=...",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return deprecated["samples_per_million"]
 
 
 def sample_linked_from_env() -> bool:
@@ -260,14 +321,15 @@ def per_million_sampler_from_env(arg: object = None) -> Sampler:
     """
     try:
         if isinstance(arg, str) or arg is None:
-            rate = parse_samples_per_million(arg)
+            rate = parse_sampling_rate_per_million(arg)
         else:
-            rate = validate_samples_per_million(arg)
+            rate = validate_sampling_rate_per_million(arg)
     except ValueError as error:
         shown = arg.strip()[:40] if isinstance(arg, str) else arg
         _logger.error(
-            "OTEL_TRACES_SAMPLER=k8s_per_million: ignoring OTEL_TRACES_SAMPLER_ARG=%r (%s); root spans "
+            "OTEL_TRACES_SAMPLER=%s: ignoring OTEL_TRACES_SAMPLER_ARG=%r (%s); root spans "
             "will not be sampled, as Kubernetes does when samplingRatePerMillion is unset",
+            SAMPLER_NAME,
             shown,
             error,
         )

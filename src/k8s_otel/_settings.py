@@ -21,9 +21,39 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
-from urllib.parse import urlsplit
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_INSECURE,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_INSECURE,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_SDK_DISABLED,
+    OTEL_SERVICE_NAME,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+)
+
+from k8s_otel import _endpoint
 from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
+from k8s_otel._endpoint import GRPC, HTTP_PROTOBUF, grpc_target
 from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._headers import (
     HeaderPairs,
@@ -34,7 +64,13 @@ from k8s_otel._headers import (
     parse_headers,
 )
 from k8s_otel._redact import excerpt, split_userinfo
-from k8s_otel._sampling import SAMPLE_LINKED_ENV, parse_samples_per_million, validate_samples_per_million
+from k8s_otel._sampling import (
+    SAMPLE_LINKED_ENV,
+    SAMPLER_NAME,
+    parse_sampling_rate_per_million,
+    sampler_advice,
+    validate_sampling_rate_per_million,
+)
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -57,11 +93,6 @@ T = TypeVar("T")
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
-SAMPLER_NAME = "k8s_per_million"
-GRPC = "grpc"
-HTTP_PROTOBUF = "http/protobuf"
-DEFAULT_GRPC_ENDPOINT = "localhost:4317"
-DEFAULT_HTTP_ENDPOINT = "http://localhost:4318/v1/traces"
 _TRUE, _FALSE = "true", "false"
 SPAN_LIMIT_ENVS = (
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
@@ -139,25 +170,6 @@ class EffectiveSettings:
             out[name] = {"value": value, "source": setting.source, "origin": setting.origin}
         out["problems"] = list(self.problems)
         return out
-
-
-def grpc_target(endpoint: str) -> str:
-    """Turn any accepted endpoint form into what ``grpc.insecure_channel``/``secure_channel`` take.
-
-    ``http(s)://host:port[/path]`` becomes ``host:port``. ``dns://host:port`` (a TracingConfiguration
-    form that kube-apiserver validation accepts) means the host, not a DNS server authority, so it
-    becomes ``dns:///host:port``. ``dns:///…``, ``unix:…`` and ``unix-abstract:…`` pass through.
-    """
-    endpoint = split_userinfo(endpoint)[0]  # credentials are never part of a target
-    lowered = endpoint.lower()
-    if lowered.startswith(("http://", "https://")):
-        return urlsplit(endpoint).netloc
-    if lowered.startswith("dns://") and not lowered.startswith("dns:///"):
-        authority, slash, _ = endpoint[len("dns://") :].partition("/")
-        if not slash:
-            return "dns:///" + authority
-        return endpoint
-    return endpoint
 
 
 def _quoted(value: object) -> str:
@@ -251,7 +263,7 @@ def _resolve_protocol(
     r: _Resolver, argument: Optional[str], endpoint_argument: Optional[str]
 ) -> Setting[str]:
     """Argument, then gRPC when the file gives the endpoint (a TracingConfiguration is OTLP/gRPC), then env."""
-    env_protocol, env_name = r.env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    env_protocol, env_name = r.env(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL)
     if argument is not None:
         return Setting(argument.strip().lower(), "argument")
     if endpoint_argument is None and r.file_value("endpoint") is not None:
@@ -264,10 +276,6 @@ def _resolve_protocol(
     if env_protocol is not None:
         return Setting(env_protocol.lower(), "env", env_name)
     return Setting(GRPC, "default")
-
-
-def _default_endpoint(protocol: Setting[str]) -> str:
-    return DEFAULT_HTTP_ENDPOINT if protocol.value == HTTP_PROTOBUF else DEFAULT_GRPC_ENDPOINT
 
 
 def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[str]) -> Setting[str]:
@@ -292,7 +300,7 @@ def _resolve_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[s
         message = f"endpoint {_quoted(setting.value)} ({setting.describe()}) cannot be parsed: {error}"
         if setting.source == "argument":
             raise InvalidArgumentError(message, argument="endpoint") from None
-        default = _default_endpoint(protocol)
+        default = _endpoint.default_endpoint(protocol.value)
         r.problem(f"{message}; using {default}")
         return Setting(default, "default")
     return setting
@@ -304,15 +312,15 @@ def _chosen_endpoint(r: _Resolver, argument: Optional[str], protocol: Setting[st
     file_endpoint = r.file_value("endpoint")
     if file_endpoint is not None:
         return Setting(file_endpoint, "file", r.file_origin)
-    traces, traces_name = r.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    traces, traces_name = r.env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
     if traces is not None:
         return Setting(traces, "env", traces_name)
-    base, base_name = r.env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    base, base_name = r.env(OTEL_EXPORTER_OTLP_ENDPOINT)
     if base is not None:
         if protocol.value == HTTP_PROTOBUF:
-            base = base.rstrip("/") + "/v1/traces"
+            base = _endpoint.traces_url(base)
         return Setting(base, "env", base_name)
-    return Setting(_default_endpoint(protocol), "default")
+    return Setting(_endpoint.default_endpoint(protocol.value), "default")
 
 
 def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
@@ -324,10 +332,6 @@ def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
     return Setting(value, "env", name)
 
 
-def _scheme(endpoint: str) -> str:
-    return endpoint.partition("://")[0].lower() if "://" in endpoint else ""
-
-
 def _resolve_insecure(
     r: _Resolver,
     argument: Optional[bool],
@@ -336,12 +340,12 @@ def _resolve_insecure(
     client_certificate: Setting[Optional[str]],
 ) -> Setting[bool]:
     """Argument, the endpoint's scheme, ``..._INSECURE``, TLS when a certificate is given, else plaintext."""
-    scheme = _scheme(endpoint.value)
+    scheme = _endpoint.scheme(endpoint.value)
     if argument is not None:
         return Setting(bool(argument), "argument")
     if scheme in ("http", "https"):
         return Setting(scheme == "http", endpoint.source, f"{scheme}:// endpoint")
-    from_env = r.env_bool("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+    from_env = r.env_bool(OTEL_EXPORTER_OTLP_TRACES_INSECURE, OTEL_EXPORTER_OTLP_INSECURE)
     if from_env is not None:
         return from_env
     if certificate.value or client_certificate.value:
@@ -351,20 +355,21 @@ def _resolve_insecure(
 
 def _http_endpoint(r: _Resolver, endpoint: Setting[str], protocol: Setting[str]) -> Setting[str]:
     """OTLP/HTTP needs a URL: a bare ``host:port`` gets ``http://``, and says so."""
-    if protocol.value != HTTP_PROTOBUF or _scheme(endpoint.value) in ("http", "https"):
+    url = _endpoint.http_url(endpoint.value)
+    if protocol.value != HTTP_PROTOBUF or url == endpoint.value:
         return endpoint
     r.problem(
         f"endpoint {_quoted(endpoint.value)} has no http:// or https:// scheme, which OTLP/HTTP needs; "
         f"using http://{excerpt(endpoint.value)}"
     )
-    return Setting(f"http://{endpoint.value}", endpoint.source, endpoint.origin)
+    return Setting(url, endpoint.source, endpoint.origin)
 
 
 def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[HeaderPairs]:
     """Argument, then ``..._TRACES_HEADERS``, then ``OTEL_EXPORTER_OTLP_HEADERS``; values checked and hidden."""
     if argument is not None:
         return Setting(RedactedHeaders(normalise_headers(argument, r.problems)), "argument")
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS)
     if text is None:
         return Setting(RedactedHeaders(()), "default")
     return Setting(RedactedHeaders(parse_headers(text, r.problems, origin=name)), "env", name)
@@ -372,14 +377,14 @@ def _resolve_headers(r: _Resolver, argument: Optional[HeadersInput]) -> Setting[
 
 def _resolve_timeout(r: _Resolver) -> Setting[float]:
     """Milliseconds, as the OTel spec and the Go components read it."""
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT)
     if text is None:
         return Setting(10_000.0, "default")
     return r.env_number(name, 10_000.0, integer=False)
 
 
 def _resolve_compression(r: _Resolver) -> Setting[str]:
-    text, name = r.env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+    text, name = r.env(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION)
     if text is None:
         return Setting("none", "default")
     if text.lower() in ("gzip", "none"):
@@ -396,19 +401,18 @@ def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Opt
     if file_rate is not None:
         return Setting(file_rate, "file", r.file_origin)
     unset: Setting[Optional[int]] = Setting(None, "default", "unset: parent-based, roots never sampled")
-    sampler_name, _ = r.env("OTEL_TRACES_SAMPLER")
+    sampler_name, _ = r.env(OTEL_TRACES_SAMPLER)
     if sampler_name is None:
         return unset
+    arg, arg_name = r.env(OTEL_TRACES_SAMPLER_ARG)
     if sampler_name != SAMPLER_NAME:
         r.problem(
             f"OTEL_TRACES_SAMPLER={excerpt(sampler_name)} is ignored: k8s_otel.configure() always uses the "
-            f"Kubernetes per-million sampler; set OTEL_TRACES_SAMPLER={SAMPLER_NAME} and "
-            "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
+            f"Kubernetes per-million sampler; {sampler_advice(sampler_name, arg)}"
         )
         return unset
-    arg, arg_name = r.env("OTEL_TRACES_SAMPLER_ARG")
     try:
-        rate = parse_samples_per_million(arg)
+        rate = parse_sampling_rate_per_million(arg)
     except ValueError as error:
         r.problem(f"OTEL_TRACES_SAMPLER_ARG: {error}; roots will not be sampled")
         return unset
@@ -418,14 +422,14 @@ def _resolve_sampling_rate(r: _Resolver, argument: Optional[int]) -> Setting[Opt
 def _resolve_service_name(r: _Resolver, argument: Optional[str]) -> Setting[Optional[str]]:
     if argument is not None:
         return Setting(argument, "argument")
-    value, name = r.env("OTEL_SERVICE_NAME")
+    value, name = r.env(OTEL_SERVICE_NAME)
     return Setting(value, "env", name) if value else Setting(None, "default")
 
 
 def _resolve_batch_sizes(r: _Resolver) -> tuple[Setting[int], Setting[int]]:
     """``OTEL_BSP_MAX_QUEUE_SIZE`` and ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``; a batch larger than the queue is clamped."""
-    batch = r.env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, integer=True)
-    queue = r.env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048, integer=True)
+    batch = r.env_number(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512, integer=True)
+    queue = r.env_number(OTEL_BSP_MAX_QUEUE_SIZE, 2048, integer=True)
     if batch.value > queue.value:
         r.problem(
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch.value}) is larger than OTEL_BSP_MAX_QUEUE_SIZE "
@@ -458,7 +462,7 @@ def _check_protocol(r: _Resolver, protocol: Setting[str], endpoint: Setting[str]
     problem = protocol_problem(protocol)
     if problem is not None:
         r.problem(problem)
-    elif protocol.value == GRPC and _port(endpoint.value) == "4318":
+    elif protocol.value == GRPC and _endpoint.port(endpoint.value) == "4318":
         r.problem(
             f"endpoint {endpoint.value} uses port 4318, the OTLP/HTTP port, but the protocol is gRPC; "
             "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use port 4317"
@@ -515,17 +519,15 @@ def resolve_settings(
     """Resolve every setting ``configure`` uses. Raises ``InvalidArgumentError`` only, for bad keyword
     arguments (code errors); every problem in the environment or a file is in ``problems``, once."""
     r = _Resolver(os.environ if environ is None else environ)
-    rate_argument = validate_samples_per_million(sampling_rate_per_million)
-    sdk_disabled = r.env_bool("OTEL_SDK_DISABLED") or Setting(False, "default")
+    rate_argument = validate_sampling_rate_per_million(sampling_rate_per_million)
+    sdk_disabled = r.env_bool(OTEL_SDK_DISABLED) or Setting(False, "default")
     config_file_setting = _resolve_config_file(r, config_file)
     protocol_setting = _resolve_protocol(r, protocol, endpoint)
     endpoint_setting = _resolve_endpoint(r, endpoint, protocol_setting)
-    certificate = _resolve_tls_file(
-        r, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
-    )
-    client_key = _resolve_tls_file(r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    certificate = _resolve_tls_file(r, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE)
+    client_key = _resolve_tls_file(r, OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY)
     client_certificate = _resolve_tls_file(
-        r, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+        r, OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
     )
     insecure_setting = _resolve_insecure(r, insecure, endpoint_setting, certificate, client_certificate)
     endpoint_setting = _http_endpoint(r, endpoint_setting, protocol_setting)
@@ -536,8 +538,8 @@ def resolve_settings(
     service = _resolve_service_name(r, service_name)
     queue, batch = _resolve_batch_sizes(r)
     _check_protocol(r, protocol_setting, endpoint_setting)
-    schedule_delay = r.env_number("OTEL_BSP_SCHEDULE_DELAY", 5000.0, integer=False)
-    export_timeout = r.env_number("OTEL_BSP_EXPORT_TIMEOUT", 30000.0, integer=False)
+    schedule_delay = r.env_number(OTEL_BSP_SCHEDULE_DELAY, 5000.0, integer=False)
+    export_timeout = r.env_number(OTEL_BSP_EXPORT_TIMEOUT, 30000.0, integer=False)
     linked = _resolve_sample_linked(r, sample_linked)
     shutdown = _resolve_shutdown_timeout(r, shutdown_timeout)
     _check_span_limits(r)
@@ -581,8 +583,3 @@ def _resolve_shutdown_timeout(resolver: _Resolver, seconds: Optional[float]) -> 
             )
         return Setting(float(seconds) * 1000.0, "argument")
     return resolver.env_number(SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, integer=False)
-
-
-def _port(endpoint: str) -> str:
-    host_port = grpc_target(endpoint).rpartition("/")[2]
-    return host_port.rpartition(":")[2] if ":" in host_port else ""

@@ -13,6 +13,7 @@ import atexit
 import dataclasses
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -23,7 +24,8 @@ from typing import Any, Callable, Optional, Union
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.environment_variables import OTEL_EXPERIMENTAL_RESOURCE_DETECTORS
+from opentelemetry.sdk.resources import Resource, get_aggregated_resources
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -39,7 +41,7 @@ from k8s_otel._export import (
 )
 from k8s_otel._exporter import build_exporter
 from k8s_otel._redact import split_userinfo
-from k8s_otel._resource import KubernetesResourceDetector
+from k8s_otel._resource import DETECTOR_ENTRY_POINT, KubernetesResourceDetector
 from k8s_otel._sampling import PerMillionSampler
 from k8s_otel._settings import EffectiveSettings, HeadersInput, log_problems, resolve_settings
 
@@ -230,11 +232,36 @@ _state_lock = threading.Lock()
 _installed: Optional[TracingHandle] = None
 
 
-def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[str, Any], None]) -> Resource:
-    """SDK defaults, then the Kubernetes attributes, then the user's environment, then the code's.
+def _sdk_expands_the_wildcard() -> bool:
+    """``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=*`` means every registered detector from SDK 1.40 on."""
+    from opentelemetry.sdk.version import __version__
 
-    That is: ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME`` beat what the pod detector found,
-    and the ``resource``/``service_name`` arguments beat everything. The result hashes itself once
+    major, minor = (int(part) for part in re.findall(r"\d+", __version__)[:2])
+    return (major, minor) >= (1, 40)
+
+
+def _sdk_runs_the_kubernetes_detector() -> bool:
+    """Whether ``Resource.create()`` runs ``KubernetesResourceDetector`` itself: when
+    ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`` names its entry point, or ``*``, and the SDK finds
+    that entry point (a source tree on ``sys.path`` has none)."""
+    names = {name.strip() for name in os.environ.get(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, "").split(",")}
+    if DETECTOR_ENTRY_POINT not in names and not ("*" in names and _sdk_expands_the_wildcard()):
+        return False
+    # The lookup the SDK makes (cached for the process), so the answer is the SDK's own.
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    return any(True for _ in entry_points(group="opentelemetry_resource_detector", name=DETECTOR_ENTRY_POINT))
+
+
+def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[str, Any], None]) -> Resource:
+    """The SDK's own resource, with the Kubernetes detector in it once, and the code's attributes on top.
+
+    ``Resource.create()`` aggregates the SDK defaults, the ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS``
+    and ``OTEL_RESOURCE_ATTRIBUTES``/``OTEL_SERVICE_NAME``. When that variable names ``k8s`` (or
+    ``*``) the SDK runs the Kubernetes detector itself; otherwise it is aggregated on top, by the
+    SDK's ``get_aggregated_resources``. Either way the user's variables win over the detector (it
+    leaves out the keys they set), the workload name beats the SDK's ``unknown_service``, and the
+    ``resource``/``service_name`` arguments beat everything. The result hashes itself once
     (``StableResource``): the OTLP encoder hashes it for every span it exports.
     """
     explicit: dict[str, Any] = {}
@@ -244,23 +271,10 @@ def resource_for(settings: EffectiveSettings, resource: Union[Resource, Mapping[
         explicit.update(resource)
     if settings.service_name.source == "argument":
         explicit[SERVICE_NAME] = settings.service_name.value
-    base = Resource.create({})  # SDK defaults, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, env last
-    kubernetes = KubernetesResourceDetector().detect()
-    if not kubernetes.attributes:
-        return StableResource.of(base.merge(Resource(explicit)))
-    sdk_logger = logging.getLogger("opentelemetry.sdk.resources")
-    disabled, sdk_logger.disabled = sdk_logger.disabled, True  # its warnings were logged just above
-    try:
-        user = OTELResourceDetector().detect()
-    finally:
-        sdk_logger.disabled = disabled
-    attributes = dict(base.attributes)
-    if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        del attributes[SERVICE_NAME]  # the SDK's placeholder, not a choice: the workload name is better
-    merged = Resource(attributes).merge(kubernetes).merge(user).merge(Resource(explicit))
-    if SERVICE_NAME not in merged.attributes:
-        merged = merged.merge(Resource({SERVICE_NAME: base.attributes.get(SERVICE_NAME, "unknown_service")}))
-    return StableResource.of(merged)
+    if _sdk_runs_the_kubernetes_detector():
+        return StableResource.of(Resource.create(explicit))
+    detected = get_aggregated_resources([KubernetesResourceDetector()], Resource.create())
+    return StableResource.of(detected.merge(Resource(explicit)))
 
 
 DEFAULT_ATTRIBUTE_VALUE_LENGTH = 16_384

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional, TextIO
 
 from k8s_otel._config import TracingConfigurationError, load_tracing_configuration
-from k8s_otel._sampling import validate_samples_per_million
+from k8s_otel._sampling import validate_sampling_rate_per_million
 from k8s_otel.cli._common import UserError, as_json
 from k8s_otel.cli._doctor import run_doctor
 from k8s_otel.cli._receive import add_arguments as add_receive_arguments
@@ -101,7 +101,7 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UserError("--requests must be at least 1")
     if args.sampling_rate_per_million is not None:
         try:
-            validate_samples_per_million(args.sampling_rate_per_million)
+            validate_sampling_rate_per_million(args.sampling_rate_per_million)
         except ValueError as error:
             raise UserError(f"--sampling-rate-per-million: {error}") from None
     if args.config_file:

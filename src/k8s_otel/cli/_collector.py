@@ -12,7 +12,8 @@ import threading
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from k8s_otel._settings import GRPC, EffectiveSettings
+from k8s_otel._endpoint import GRPC
+from k8s_otel._settings import EffectiveSettings
 
 __all__ = ["check_connection", "export_failure", "exporter_refusal"]
 

@@ -17,52 +17,50 @@ from k8s_otel.cli._common import UserError, as_json
 __all__ = ["run_doctor"]
 
 
-_DOWNWARD_ENV = {
-    "pod name": ("POD_NAME", "OTEL_RESOURCE_ATTRIBUTES_POD_NAME"),
-    "pod namespace": ("POD_NAMESPACE",),
-    "pod UID": ("POD_UID", "OTEL_RESOURCE_ATTRIBUTES_POD_UID"),
-    "node name": ("NODE_NAME", "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME"),
-    "pod IP": ("POD_IP", "OTEL_POD_IP"),
-}
+def _missing_downward_env(resource: Mapping[str, Any]) -> list[str]:
+    """What resource detection could not find of what the downward API gives, and how to give it.
 
+    ``resource`` is what ``configure()`` would export; the env names are the detector's own
+    (``DEFAULT_ENV_NAMES``), so doctor asks for exactly what detection reads.
+    """
+    from k8s_otel._resource import DEFAULT_ENV_NAMES, DOWNWARD_API_FIELDS
 
-def _doctor_findings(settings: Any, environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    findings = [("error", problem) for problem in settings.problems]
-    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip()
-    if sampler in ("traceidratio", "parentbased_traceidratio"):
-        arg = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-        try:
-            hint = f"OTEL_TRACES_SAMPLER_ARG={round(float(arg) * 1_000_000)}"
-        except ValueError:
-            hint = "OTEL_TRACES_SAMPLER_ARG=<samples per million>"
-        findings.append(
-            (
-                "warning",
-                f"OTEL_TRACES_SAMPLER={sampler} is the stock ratio sampler, which decides differently from "
-                f"kube-apiserver at low rates: use OTEL_TRACES_SAMPLER=k8s_per_million {hint}",
+    missing = []
+    for key, names in DEFAULT_ENV_NAMES.items():
+        wanted = [name for name in names if name in DOWNWARD_API_FIELDS]
+        if wanted and key not in resource:
+            name = wanted[0]
+            missing.append(
+                f"{key} (set {name} from fieldRef {DOWNWARD_API_FIELDS[name]}; read: {', '.join(names)})"
             )
-        )
+    return missing
+
+
+def _doctor_findings(
+    settings: Any, environ: Mapping[str, str], resource: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    # The settings' problems already give the one fix for a sampler that is not ours.
+    findings = [("error", problem) for problem in settings.problems]
     if environ.get("KUBERNETES_SERVICE_HOST"):
-        missing = [what for what, names in _DOWNWARD_ENV.items() if not any(environ.get(n) for n in names)]
+        missing = _missing_downward_env(resource)
         if missing:
             findings.append(
                 (
                     "warning",
                     "running in a pod without downward-API env for "
-                    + ", ".join(missing)
-                    + " (set POD_NAME, POD_NAMESPACE, POD_UID, NODE_NAME, POD_IP from fieldRef): "
-                    "the collector's k8sattributes processor matches pods by k8s.pod.ip and k8s.pod.uid",
+                    + "; ".join(missing)
+                    + ": the collector's k8sattributes processor matches pods by k8s.pod.ip and k8s.pod.uid",
                 )
             )
-    config_file = environ.get("OTEL_CONFIG_FILE", "").strip()
-    if config_file:
-        from k8s_otel._file_config import check_config_file
+    from k8s_otel._file_config import CONFIG_FILE_ENV, check_config_file
 
+    config_file = environ.get(CONFIG_FILE_ENV, "").strip()
+    if config_file:
         report = check_config_file(config_file, dict(environ))
         findings.append(
             (
                 "warning",
-                f"OTEL_CONFIG_FILE={config_file}: the SDK's file configuration ignores the OTEL_* "
+                f"{CONFIG_FILE_ENV}={config_file}: the SDK's file configuration ignores the OTEL_* "
                 "variables; the settings above apply only to k8s_otel.configure()",
             )
         )
@@ -78,7 +76,9 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         settings = resolve_settings(endpoint=args.endpoint, config_file=args.config_file)
     except ValueError as error:
         raise UserError(str(error)) from None
-    findings = _doctor_findings(settings, os.environ)
+    from k8s_otel._wiring import resource_for
+
+    findings = _doctor_findings(settings, os.environ, dict(resource_for(settings, None).attributes))
     reachable, detail = (True, "OTEL_SDK_DISABLED=true: nothing is exported")
     refusal = exporter_refusal(settings)
     if refusal is not None:
