@@ -465,3 +465,75 @@ def test_routes_still_works_with_a_deprecation_warning() -> None:
         warnings.simplefilter("error")
         with _instrumented(tracer_provider=provider, paths=["/validate"]):
             pass
+
+
+# --- one name, one type for the same argument across the public API ------------------------------
+
+PUBLIC_PACKAGES = ("k8s_otel", "k8s_otel.webhook", "k8s_otel.instrumentation", "k8s_otel.objects")
+# The old names kept for one release, each warning; nothing else may use them.
+DEPRECATED = {("reconcile_span", "tracer"), ("start_reconcile_span", "tracer")}
+# Names the public API must not use for what it calls otherwise (left: the old name; right: the name).
+# (``headers`` is not one: on configure() it means the OTLP headers; extract's carrier is checked apart.)
+RETIRED = {"tracer": "tracer_provider", "routes": "paths", "record_message": "record_exception_messages",
+           "record_messages": "record_exception_messages"}  # fmt: skip
+
+
+def _public_callables() -> Iterator[tuple[str, Callable[..., Any]]]:
+    import importlib
+
+    for package in PUBLIC_PACKAGES:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isclass(value):
+                yield name, value.__init__
+                for attribute, member in vars(value).items():
+                    if callable(member) and not attribute.startswith("_"):
+                        yield f"{name}.{attribute}", member
+            elif callable(value):
+                yield name, value
+
+
+def test_an_argument_that_a_webhook_option_names_has_its_type_and_default_everywhere() -> None:
+    shared = {option.name: option for option in OPTIONS}
+    expected = typing.get_type_hints(WebhookOptions)
+    checked = set()
+    for name, function in _public_callables():
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            continue  # a builtin or a C-level signature: nothing of ours
+        for parameter in parameters.values():
+            option = shared.get(parameter.name)
+            if option is None or parameter.default is inspect.Parameter.empty:
+                continue
+            assert parameter.default == option.default, (name, parameter.name)
+            # Resolved in the function's own module (its other hints may not resolve: OTel's Attributes).
+            resolved = eval(parameter.annotation, inspect.unwrap(function).__globals__)
+            assert resolved == expected[parameter.name], (name, parameter.name)
+            checked.add(name.split(".")[0])
+    # The controller side and the stamping webhook share them too, not only the six entry points.
+    assert {"KopfInstrumentor", "stamp_wsgi_app", "stamp_asgi_app", "reconcile_span"} <= checked
+
+
+def test_no_public_callable_uses_a_retired_name_except_its_deprecated_alias() -> None:
+    found = set()
+    for name, function in _public_callables():
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            continue
+        for parameter in parameters:
+            if parameter in RETIRED:
+                found.add((name, parameter))
+    assert found == DEPRECATED
+
+
+def test_extract_and_inject_call_the_carrier_by_one_name() -> None:
+    from k8s_otel import extract, inject
+
+    assert next(iter(inspect.signature(extract).parameters)) == "carrier"
+    assert next(iter(inspect.signature(inject).parameters)) == "carrier"
+    assert (
+        inspect.signature(extract).parameters["headers"].kind is inspect.Parameter.KEYWORD_ONLY
+    )  # deprecated
