@@ -394,3 +394,13 @@ def test_tracer_is_deprecated_for_tracer_provider_and_still_works() -> None:
         pass
     assert [s.name for s in memory.get_finished_spans()] == ["started", "managed", "new"]
     assert memory.get_finished_spans()[2].instrumentation_scope.name == "k8s_otel.objects"  # type: ignore[union-attr]
+
+
+def test_reconcile_spans_go_to_the_provider_given_each_time() -> None:
+    first, first_memory = recording_provider()
+    second, second_memory = recording_provider()
+    for provider in (first, second, first, second, second):
+        with reconcile_span("reconcile", {}, tracer_provider=provider):
+            pass
+    assert len(first_memory.get_finished_spans()) == 2
+    assert len(second_memory.get_finished_spans()) == 3

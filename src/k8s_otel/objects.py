@@ -20,7 +20,7 @@ import warnings
 import weakref
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -372,6 +372,10 @@ def _type_identity(obj: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 _TRACERS: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
+_last: tuple[Callable[[], Optional[trace.TracerProvider]], trace.Tracer] = (
+    lambda: None,
+    trace.NoOpTracer(),
+)  # the last provider asked for (weakly) and its tracer, replaced as one tuple
 
 
 def _tracer(
@@ -381,14 +385,19 @@ def _tracer(
     if tracer is None:
         if tracer_provider is None:  # the global provider may be set later: asked every time
             return trace.get_tracer(SCOPE, __version__)
+        global _last
+        last_provider, last_tracer = _last
+        if last_provider() is tracer_provider:  # a controller has one provider: the usual case
+            return last_tracer
         try:
             found = _TRACERS.get(tracer_provider)
+            if found is None:
+                found = _TRACERS[tracer_provider] = trace.get_tracer(
+                    SCOPE, __version__, tracer_provider=tracer_provider
+                )
+            _last = (weakref.ref(tracer_provider), found)
         except TypeError:  # a provider that takes no weak reference
             return trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
-        if found is None:
-            found = _TRACERS[tracer_provider] = trace.get_tracer(
-                SCOPE, __version__, tracer_provider=tracer_provider
-            )
         return found
     warnings.warn(
         "tracer= is deprecated: pass tracer_provider=, the name every k8s_otel entry point takes",
