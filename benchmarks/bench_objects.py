@@ -147,7 +147,7 @@ def test_reconcile_span(benchmark: Any, implementation: str, sampled: bool) -> N
     def calls() -> None:
         if implementation == "k8s_otel":
             for _ in range(CALLS):
-                with reconcile_span("reconcile Deployment", obj, tracer=tracer):
+                with reconcile_span("reconcile Deployment", obj, tracer_provider=provider):
                     pass
         elif implementation == "stock":
             for _ in range(CALLS):
@@ -222,7 +222,7 @@ def _reconcile_variants(provider: TracerProvider) -> dict[str, Any]:
 
     def ours() -> None:
         for _ in range(CALLS):
-            with reconcile_span("reconcile Deployment", obj, tracer=tracer):
+            with reconcile_span("reconcile Deployment", obj, tracer_provider=provider):
                 pass
 
     def stock() -> None:

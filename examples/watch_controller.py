@@ -61,7 +61,7 @@ def run(
     *,
     max_events: Optional[int] = None,
     timeout: int = 300,
-    tracer: Optional[trace.Tracer] = None,
+    tracer_provider: Optional[trace.TracerProvider] = None,
 ) -> int:
     """Watch the parents and reconcile each ADDED or MODIFIED one; returns how many were reconciled."""
     done = 0
@@ -73,7 +73,10 @@ def run(
             continue
         parent = event["object"]
         with reconcile_span(
-            "reconcile ConfigMap", parent, tracer=tracer, attributes={"controller": "example-child"}
+            "reconcile ConfigMap",
+            parent,
+            tracer_provider=tracer_provider,
+            attributes={"controller": "example-child"},
         ) as span:
             span.set_attribute("outcome", reconcile(api, parent))
         done += 1

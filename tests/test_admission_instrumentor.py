@@ -108,7 +108,7 @@ def test_instrument_and_uninstrument_a_real_flask_app(
     monkeypatch.setenv("K8S_OTEL_ADMISSION_WEBHOOK_TYPE", "Mutating")
     provider, memory = recording_provider()
     instrumentor = AdmissionInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, routes="/mutate")
+    instrumentor.instrument(tracer_provider=provider, paths=["/mutate"])
     try:
         assert admission._state.tracer is not None and admission._state.tracer.webhook_type == "mutating"
         app = flask.Flask(__name__)

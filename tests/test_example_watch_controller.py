@@ -45,7 +45,7 @@ def test_the_watch_loop_links_each_reconcile_and_stamps_the_child() -> None:
         result: list[int] = []
         thread = threading.Thread(
             target=lambda: result.append(
-                example.run(api, "default", max_events=3, timeout=20, tracer=provider.get_tracer("t"))
+                example.run(api, "default", max_events=3, timeout=20, tracer_provider=provider)
             ),
             daemon=True,
         )

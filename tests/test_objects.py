@@ -271,7 +271,7 @@ def test_a_reconcile_span_is_a_new_consumer_root_linked_to_the_stored_context() 
     }
     with (
         tracer.start_as_current_span("unrelated"),
-        reconcile_span("reconcile Deployment", obj, tracer=tracer) as span,
+        reconcile_span("reconcile Deployment", obj, tracer_provider=provider) as span,
     ):
         assert trace.get_current_span() is span
         child: dict[str, Any] = {}
@@ -300,7 +300,7 @@ def test_without_a_stored_context_the_reconcile_is_an_unlinked_root() -> None:
     provider, memory = recording_provider()
     span = start_reconcile_span(
         "reconcile", kubernetes.client.V1Pod(api_version="v1", kind="Pod", metadata=kubernetes.client.V1ObjectMeta(name="p", namespace="ns")),
-        tracer=provider.get_tracer("t"), attributes={"name": "mine", "controller": "c"},
+        tracer_provider=provider, attributes={"name": "mine", "controller": "c"},
     )  # fmt: skip
     span.end()
     [finished] = memory.get_finished_spans()
@@ -319,7 +319,7 @@ def test_an_error_in_the_reconcile_is_recorded_without_its_text_and_raised() -> 
     secret = "c2VjcmV0"
     with (
         pytest.raises(ValueError, match=secret),
-        reconcile_span("reconcile", {}, tracer=provider.get_tracer("t")),
+        reconcile_span("reconcile", {}, tracer_provider=provider),
     ):
         raise ValueError(f"bad {secret}")
     [span] = memory.get_finished_spans()
@@ -332,7 +332,7 @@ def test_an_unsampled_reconcile_reads_nothing_but_still_links() -> None:
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     obj: dict[str, Any] = {"metadata": {"annotations": {TRACEPARENT_ANNOTATION: SAMPLED}}}
-    with reconcile_span("reconcile", obj, tracer=provider.get_tracer("t")) as span:
+    with reconcile_span("reconcile", obj, tracer_provider=provider) as span:
         assert not span.is_recording()
         assert span.get_span_context().is_valid  # children and stamps still get a context
         child: dict[str, Any] = {}
@@ -377,6 +377,31 @@ def test_a_broken_span_processor_never_breaks_the_reconcile(where: str) -> None:
     provider = TracerProvider()
     provider.add_span_processor(Broken())
     ran = []
-    with reconcile_span("reconcile", {"metadata": {"name": "x"}}, tracer=provider.get_tracer("t")):
+    with reconcile_span("reconcile", {"metadata": {"name": "x"}}, tracer_provider=provider):
         ran.append(True)
     assert ran == [True]
+
+
+def test_tracer_is_deprecated_for_tracer_provider_and_still_works() -> None:
+    provider, memory = recording_provider()
+    with pytest.warns(DeprecationWarning, match="tracer_provider"):
+        start_reconcile_span("started", {}, tracer=provider.get_tracer("t")).end()
+    with (
+        pytest.warns(DeprecationWarning, match="tracer_provider"),
+        reconcile_span("managed", {}, tracer=provider.get_tracer("t")),
+    ):
+        pass
+    with reconcile_span("new", {}, tracer_provider=provider):
+        pass
+    assert [s.name for s in memory.get_finished_spans()] == ["started", "managed", "new"]
+    assert memory.get_finished_spans()[2].instrumentation_scope.name == "k8s_otel.objects"  # type: ignore[union-attr]
+
+
+def test_reconcile_spans_go_to_the_provider_given_each_time() -> None:
+    first, first_memory = recording_provider()
+    second, second_memory = recording_provider()
+    for provider in (first, second, first, second, second):
+        with reconcile_span("reconcile", {}, tracer_provider=provider):
+            pass
+    assert len(first_memory.get_finished_spans()) == 2
+    assert len(second_memory.get_finished_spans()) == 3

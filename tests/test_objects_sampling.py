@@ -44,10 +44,9 @@ def test_configure_offers_sample_linked(
     # Kubernetes' default rate (unset: no root sampled); the stored stamp is sampled.
     stamped = {"metadata": {"name": "web", "annotations": {TRACEPARENT_ANNOTATION: SAMPLED}}}
     plain = {"metadata": {"name": "other"}}
-    tracer = handle.tracer_provider.get_tracer("test")
-    with reconcile_span("reconcile linked", stamped, tracer=tracer):
+    with reconcile_span("reconcile linked", stamped, tracer_provider=handle.tracer_provider):
         pass
-    with reconcile_span("reconcile plain", plain, tracer=tracer):
+    with reconcile_span("reconcile plain", plain, tracer_provider=handle.tracer_provider):
         pass
     assert handle.force_flush(10)
     if expected:
@@ -67,11 +66,10 @@ def test_forced_linked_sampling_spends_the_sampled_parent_budget(
     reset_process_budget()
     handle = k8s_otel.configure(install=False, endpoint=otlp_receiver.endpoint, sample_linked=True)
     handles.append(handle)
-    tracer = handle.tracer_provider.get_tracer("t")
     sampled = []
     for index in range(5):  # anyone who can write the annotation: a hostile stream of stamps
         obj = {"metadata": {"name": f"o{index}", "annotations": {TRACEPARENT_ANNOTATION: SAMPLED}}}
-        with reconcile_span("reconcile", obj, tracer=tracer) as span:
+        with reconcile_span("reconcile", obj, tracer_provider=handle.tracer_provider) as span:
             sampled.append(span.get_span_context().trace_flags.sampled)
     assert sampled == [True, False, False, False, False]
     assert process_budget().refused == 4

@@ -347,3 +347,18 @@ def test_one_megabyte_headers_are_rejected_not_scanned() -> None:
     assert baggage.get_all(context) == {}
     state = span_context(extract({"traceparent": VALID, "tracestate": "k=v," * 300_000})).trace_state
     assert not state
+
+
+def test_extract_takes_the_carrier_and_headers_is_deprecated() -> None:
+    from k8s_otel import extract as public_extract
+
+    carrier = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    wanted = trace.get_current_span(public_extract(carrier)).get_span_context()
+    assert trace.get_current_span(public_extract(carrier=carrier)).get_span_context() == wanted
+    with pytest.warns(DeprecationWarning, match="carrier"):
+        old = public_extract(headers=carrier)
+    assert trace.get_current_span(old).get_span_context() == wanted
+    with pytest.raises(TypeError):
+        public_extract()
+    with pytest.raises(TypeError):
+        public_extract(carrier, headers=carrier)

@@ -567,13 +567,14 @@ def test_admission_handler_decorator() -> None:
         }
 
     headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
-    assert validate(review(), headers=headers)["response"]["allowed"] is True
+    assert validate(review(), headers=headers, path="/validate")["response"]["allowed"] is True
     validate(review(name="bad-uid"))
     with pytest.raises(RuntimeError, match="policy engine down"):
         validate(review(name="explode"))
     assert validate.__doc__ == "The docstring stays."
     served, bad, exploded = memory.get_finished_spans()
-    assert (served.name, served.kind.name) == ("validate", "SERVER")
+    assert (served.name, served.kind.name) == ("POST /validate", "SERVER")  # as the middlewares name it
+    assert bad.name == "POST"  # no path given: the bare method, by the same rule
     assert served.parent is not None and served.parent.span_id == 0x00F067AA0BA902B7
     assert (
         served.attributes is not None and served.attributes["UID"] == "705ab4f5-6393-11e8-b7cc-42010a800002"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Optional
 from urllib.parse import quote, unquote
@@ -28,6 +29,8 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from k8s_otel._exceptions import InvalidArgumentError
 
 __all__ = [
     "MAX_BAGGAGE_BYTES",
@@ -282,12 +285,22 @@ def pair_values(pairs: Iterable[tuple[Any, Any]]) -> tuple[Optional[str], Option
     return _fold(found.get(TRACEPARENT, ())), _fold(found.get(TRACESTATE, ())), _fold(found.get(BAGGAGE, ()))
 
 
-def extract(headers: Any, context: Optional[Context] = None) -> Context:
-    """The W3C context (traceparent, tracestate, baggage) in ``headers``, of any carrier kind.
+_NO_HEADERS: Any = object()
 
-    A plain dict is read with the lower-case names first (HTTP/2, httpx, most frameworks); only
-    when ``traceparent`` is not found that way are its names matched case-insensitively.
+
+def extract(
+    carrier: Any = _NO_HEADERS, context: Optional[Context] = None, *, headers: Any = _NO_HEADERS
+) -> Context:
+    """The W3C context (traceparent, tracestate, baggage) in ``carrier``, of any carrier kind.
+
+    ``carrier`` is ``inject``'s and OpenTelemetry's name for it; ``headers=`` is its deprecated
+    predecessor (a DeprecationWarning). A plain dict is read with the lower-case names first
+    (HTTP/2, httpx, most frameworks); only when ``traceparent`` is not found that way are its names
+    matched case-insensitively.
     """
+    if headers is not _NO_HEADERS or carrier is _NO_HEADERS:
+        carrier = _renamed_carrier(carrier, headers)
+    headers = carrier
     if type(headers) is dict:
         traceparent = headers.get(TRACEPARENT)
         if type(traceparent) is str:
@@ -320,6 +333,19 @@ def _outgoing(context: Optional[Context]) -> list[tuple[str, str]]:
     baggage = _format_baggage(context)
     if baggage:
         headers.append((BAGGAGE, baggage))
+    return headers
+
+
+def _renamed_carrier(carrier: Any, headers: Any) -> Any:
+    if headers is _NO_HEADERS:
+        raise InvalidArgumentError("extract() needs the carrier to read: extract(carrier)")
+    if carrier is not _NO_HEADERS:
+        raise InvalidArgumentError("extract() takes the carrier once: pass carrier, not carrier and headers")
+    warnings.warn(
+        "extract(headers=...) is deprecated: pass extract(carrier), the name inject() and OpenTelemetry use",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return headers
 
 

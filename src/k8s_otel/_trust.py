@@ -36,6 +36,7 @@ __all__ = [
     "SAMPLED_PARENTS_ENV",
     "TRUST",
     "Caller",
+    "TrustArgument",
     "SampledParentBudget",
     "TrustPolicy",
     "kube_apiserver_rule",
@@ -201,7 +202,7 @@ class TrustPolicy:
         return cls("rule", rule, keep_untrusted_baggage, budget)
 
     @classmethod
-    def parse(cls, value: Union[TrustPolicy, str, Callable[[Caller], bool]]) -> TrustPolicy:
+    def parse(cls, value: TrustArgument) -> TrustPolicy:
         """Accept a policy, ``"trust"``, ``"link"``, ``"kube-apiserver"`` or a rule callable."""
         if isinstance(value, TrustPolicy):
             return value
@@ -262,6 +263,10 @@ class TrustPolicy:
                 parent = otel_baggage.set_baggage(key, value, parent)
         return parent, links
 
+
+TrustArgument = Union[TrustPolicy, str, Callable[[Caller], bool]]
+"""What every ``trust=`` argument accepts: a TrustPolicy, ``"trust"``, ``"link"`` or ``"kube-apiserver"``
+(any case), or a rule ``(Caller) -> bool`` (True: trust the incoming parent; False: link to it)."""
 
 TRUST = TrustPolicy("trust")
 LINK = TrustPolicy("link")

@@ -16,9 +16,11 @@ metadata (a mapping or a ``V1ObjectMeta``).
 from __future__ import annotations
 
 import logging
+import warnings
+import weakref
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -351,21 +353,61 @@ def _type_identity(obj: Any) -> tuple[str, str, dict[str, Any]]:
 # --- reconcile spans ---------------------------------------------------------------------------
 
 
+_TRACERS: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
+_last: tuple[Callable[[], Optional[trace.TracerProvider]], trace.Tracer] = (
+    lambda: None,
+    trace.NoOpTracer(),
+)  # the last provider asked for (weakly) and its tracer, replaced as one tuple
+
+
+def _tracer(
+    tracer_provider: Optional[trace.TracerProvider], tracer: Optional[trace.Tracer], stacklevel: int
+) -> trace.Tracer:
+    """Our tracer from ``tracer_provider`` (one per provider, kept while it lives), or the global one."""
+    if tracer is None:
+        if tracer_provider is None:  # the global provider may be set later: asked every time
+            return trace.get_tracer(SCOPE, __version__)
+        global _last
+        last_provider, last_tracer = _last
+        if last_provider() is tracer_provider:  # a controller has one provider: the usual case
+            return last_tracer
+        try:
+            found = _TRACERS.get(tracer_provider)
+            if found is None:
+                found = _TRACERS[tracer_provider] = trace.get_tracer(
+                    SCOPE, __version__, tracer_provider=tracer_provider
+                )
+            _last = (weakref.ref(tracer_provider), found)
+        except TypeError:  # a provider that takes no weak reference
+            return trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+        return found
+    warnings.warn(
+        "tracer= is deprecated: pass tracer_provider=, the name every k8s_otel entry point takes",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return tracer
+
+
 def start_reconcile_span(
     name: str,
     obj: Any,
     *,
-    tracer: Optional[trace.Tracer] = None,
+    tracer_provider: Optional[trace.TracerProvider] = None,
     attributes: Attributes = None,
+    tracer: Optional[trace.Tracer] = None,
 ) -> Span:
     """Start a new root CONSUMER span for reconciling ``obj``, linked to the context stored in it.
 
     Always a root (whatever span is current): the reconcile is its own trace. With no valid stored
     context the span has no link. The object's identity is added when the span is recording. The
-    caller ends the span (or uses ``reconcile_span``).
+    caller ends the span (or uses ``reconcile_span``). ``tracer_provider``: where the span goes
+    (default: the global one); ``tracer`` is its deprecated predecessor (a DeprecationWarning).
     """
-    if tracer is None:
-        tracer = trace.get_tracer(SCOPE, __version__)
+    return _start(name, obj, _tracer(tracer_provider, tracer, 3), attributes)
+
+
+def _start(name: str, obj: Any, tracer: trace.Tracer, attributes: Attributes) -> Span:
     links: Optional[list[Link]] = None
     try:
         span_context = stored_span_context(obj)
@@ -396,9 +438,10 @@ def reconcile_span(
     name: str,
     obj: Any,
     *,
-    tracer: Optional[trace.Tracer] = None,
+    tracer_provider: Optional[trace.TracerProvider] = None,
     attributes: Attributes = None,
     record_exception_messages: Optional[bool] = None,
+    tracer: Optional[trace.Tracer] = None,
 ) -> Iterator[Span]:
     """``start_reconcile_span`` as a context manager that makes the span current and ends it.
 
@@ -407,7 +450,8 @@ def reconcile_span(
     Objects written inside the block with ``inject_context`` (or the client instrumentation's
     ``inject_object_context``) are stamped with this span.
     """
-    span = start_reconcile_span(name, obj, tracer=tracer, attributes=attributes)
+    # stacklevel 4: _tracer, this generator, contextlib's __enter__, the caller's ``with``.
+    span = _start(name, obj, _tracer(tracer_provider, tracer, 4), attributes)
     with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
         try:
             yield span

@@ -133,9 +133,9 @@ def run_async_demo(
     }
     admit(deployment, "apps", "deployments")  # kubectl apply
     steps.append(("Deployment web stamped by the webhook", traceparent(stored_span_context(deployment))))
-    controllers = (controller_provider or apiserver_provider).get_tracer("k8s_otel.objects")
+    controllers = controller_provider or apiserver_provider
     parent = watch.pop(0)
-    with reconcile_span("reconcile Deployment", parent, tracer=controllers) as span:
+    with reconcile_span("reconcile Deployment", parent, tracer_provider=controllers) as span:
         steps.append(
             ("deployment controller: CONSUMER root linked to it", traceparent(span.get_span_context()))
         )
@@ -153,7 +153,7 @@ def run_async_demo(
         )
     )
     child = watch.pop(0)
-    with reconcile_span("reconcile ReplicaSet", child, tracer=controllers) as span:
+    with reconcile_span("reconcile ReplicaSet", child, tracer_provider=controllers) as span:
         steps.append(
             ("replicaset controller: CONSUMER root linked to it", traceparent(span.get_span_context()))
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -31,8 +32,16 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from k8s_otel._admission import ReviewRequest
+from k8s_otel._trust import TrustArgument
 from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
-from k8s_otel.webhook._core import WEBHOOK_TYPES, WebhookTracer, is_json_content_type
+from k8s_otel.webhook._core import (
+    DEFAULT_MAX_BODY_BYTES,
+    WEBHOOK_TYPES,
+    PathFilter,
+    WebhookOptions,
+    WebhookTracer,
+    is_json_content_type,
+)
 
 __all__ = [
     "ROUTES_ENV",
@@ -59,6 +68,8 @@ class RouteFilter:
 
     def allows(self, path: str) -> bool:
         return not self.patterns or any(fnmatch.fnmatchcase(path, pattern) for pattern in self.patterns)
+
+    __call__ = allows  # a RouteFilter is a path test, as a ``paths`` function is
 
 
 def parse_routes(text: Optional[str]) -> RouteFilter:
@@ -87,9 +98,13 @@ def parse_routes(text: Optional[str]) -> RouteFilter:
     return RouteFilter(patterns=tuple(patterns), problems=tuple(problems))
 
 
-def looks_like_admission(method: str, content_type: Optional[str], path: str, routes: RouteFilter) -> bool:
-    """kube-apiserver POSTs ``application/json`` AdmissionReviews; probes and the rest are left alone."""
-    return method == "POST" and is_json_content_type(content_type) and routes.allows(path)
+def looks_like_admission(
+    method: str, content_type: Optional[str], path: str, routes: Callable[[str], bool]
+) -> bool:
+    """kube-apiserver POSTs ``application/json`` AdmissionReviews; probes and the rest are left alone.
+
+    ``routes`` is the path test (a RouteFilter, or the tracer's ``accepts_path``)."""
+    return method == "POST" and is_json_content_type(content_type) and routes(path)
 
 
 class _BorrowedSpan(Span):
@@ -145,10 +160,14 @@ class _EnrichingWebhookTracer(WebhookTracer):
         return started
 
 
+def _every_path(path: str) -> bool:
+    return True
+
+
 @dataclass
 class _State:
     enabled: bool = False
-    routes: RouteFilter = field(default_factory=RouteFilter)
+    routes: Callable[[str], bool] = _every_path
     tracer: Optional[_EnrichingWebhookTracer] = None
 
 
@@ -359,23 +378,73 @@ def _build_middleware_stack(
 class AdmissionInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Admission spans for Flask and Starlette/FastAPI apps, with no code in the app.
 
-    Options (also read from the environment): ``routes`` (``K8S_OTEL_ADMISSION_ROUTES``),
-    ``webhook_type`` (``K8S_OTEL_ADMISSION_WEBHOOK_TYPE``: ``validating``/``mutating`` enables the
-    patch checks), ``tracer_provider``.
+    ``instrument()`` takes the options every webhook entry point takes (``WebhookOptions``), so a
+    zero-code webhook can be tuned like a wrapped one. Two are also read from the environment when
+    not given, since ``opentelemetry-instrument`` passes none: ``paths``
+    (``K8S_OTEL_ADMISSION_ROUTES``, comma-separated paths or patterns) and ``webhook_type``
+    (``K8S_OTEL_ADMISSION_WEBHOOK_TYPE``). Requests on other paths get no span from us at all (the
+    contrib instrumentations own them). ``routes=`` (a comma-separated string) is the old name of
+    ``paths``: it still works for one release, with a DeprecationWarning.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()  # Flask and Starlette are each optional: whichever is installed is instrumented
 
-    def _instrument(self, **kwargs: Any) -> None:
-        routes = kwargs.get("routes")
-        _state.routes = parse_routes(os.environ.get(ROUTES_ENV) if routes is None else routes)
-        for problem in _state.routes.problems:
-            _logger.error("k8s_otel: %s", problem)
-        webhook_type = kwargs.get("webhook_type") or _webhook_type()
-        _state.tracer = _EnrichingWebhookTracer(
-            tracer_provider=kwargs.get("tracer_provider"), webhook_type=webhook_type
+    def instrument(
+        self,
+        *,
+        tracer_provider: Optional[trace.TracerProvider] = None,
+        trust: TrustArgument = "trust",
+        webhook_type: Optional[str] = None,
+        record_user: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        record_exception_messages: Optional[bool] = None,
+        paths: PathFilter = None,
+        fast_reader: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Instrument Flask and Starlette/FastAPI (``kwargs``: ``BaseInstrumentor``'s own, and the
+        deprecated ``routes``)."""
+        super().instrument(
+            tracer_provider=tracer_provider,
+            trust=trust,
+            webhook_type=webhook_type,
+            record_user=record_user,
+            max_body_bytes=max_body_bytes,
+            record_exception_messages=record_exception_messages,
+            paths=paths,
+            fast_reader=fast_reader,
+            **kwargs,
         )
+
+    def _instrument(self, **kwargs: Any) -> None:
+        paths = kwargs.get("paths")
+        routes = kwargs.get("routes")
+        if routes is not None:
+            warnings.warn(
+                "AdmissionInstrumentor.instrument(routes=...) is deprecated: use paths=[...] "
+                "(the same paths and patterns, as a collection), the name every webhook entry point takes",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+        if paths is None:
+            parsed = parse_routes(os.environ.get(ROUTES_ENV) if routes is None else routes)
+            for problem in parsed.problems:
+                _logger.error("k8s_otel: %s", problem)
+            paths = parsed.patterns or None
+        webhook_type = kwargs.get("webhook_type") or _webhook_type()
+        options = WebhookOptions(
+            tracer_provider=kwargs.get("tracer_provider"),
+            trust=kwargs.get("trust", "trust"),
+            webhook_type=webhook_type,
+            record_user=kwargs.get("record_user", False),
+            max_body_bytes=kwargs.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+            record_exception_messages=kwargs.get("record_exception_messages"),
+            paths=paths,
+            fast_reader=kwargs.get("fast_reader", True),
+        )
+        _state.tracer = _EnrichingWebhookTracer(options)
+        _state.routes = _state.tracer.accepts_path
         self._patched: list[tuple[Any, str]] = []
         for module, owner, method, wrapper in (
             ("flask.app", "Flask", "wsgi_app", _flask_wsgi_app),
@@ -392,6 +461,7 @@ class AdmissionInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.enabled = False  # stacks and apps already built pass everything through
+        _state.routes = _every_path
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []

@@ -63,7 +63,7 @@ from k8s_otel._attributes import (
 from k8s_otel._errors import record_error, record_messages_from_env
 from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._propagation import extract, inject, parse_traceparent
-from k8s_otel._trust import TrustPolicy
+from k8s_otel._trust import TrustArgument, TrustPolicy
 from k8s_otel.instrumentation._client import (
     async_call_wrapper,
     end_span,
@@ -485,6 +485,25 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("kopf >= 1.37",)
+
+    def instrument(
+        self,
+        *,
+        tracer_provider: Optional[trace.TracerProvider] = None,
+        trust: TrustArgument = "trust",
+        record_exception_messages: Optional[bool] = None,
+        traceparent_annotation: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Instrument kopf (``kwargs``: ``BaseInstrumentor``'s own). ``tracer_provider``, ``trust``
+        and ``record_exception_messages`` mean what they mean on the webhook entry points."""
+        super().instrument(
+            tracer_provider=tracer_provider,
+            trust=trust,
+            record_exception_messages=record_exception_messages,
+            traceparent_annotation=traceparent_annotation,
+            **kwargs,
+        )
 
     def _instrument(self, **kwargs: Any) -> None:
         import kopf

@@ -160,6 +160,18 @@ class KubernetesClientInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()  # either client will do; each is patched only when it imports
 
+    def instrument(
+        self,
+        *,
+        tracer_provider: Optional[trace.TracerProvider] = None,
+        inject_object_context: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Instrument the clients (``kwargs``: ``BaseInstrumentor``'s own)."""
+        super().instrument(
+            tracer_provider=tracer_provider, inject_object_context=inject_object_context, **kwargs
+        )
+
     def _instrument(self, **kwargs: Any) -> None:
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
         stamp = kwargs.get("inject_object_context")

@@ -11,8 +11,10 @@ like an AdmissionReview (POST, a JSON content type, a route the ``paths`` option
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from opentelemetry import context as otel_context
@@ -60,9 +62,17 @@ from k8s_otel._attributes import (
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
 from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._propagation import extract_from_values
-from k8s_otel._trust import Caller, TrustPolicy
+from k8s_otel._trust import Caller, TrustArgument, TrustPolicy
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookMiddleware", "WebhookTracer", "attribute_keys"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "PathFilter",
+    "WebhookMiddleware",
+    "WebhookOptions",
+    "WebhookTracer",
+    "attribute_keys",
+    "span_name",
+]
 
 _logger = logging.getLogger("k8s_otel.webhook")
 
@@ -79,6 +89,106 @@ DISCONNECTED = "the client disconnected before the response was complete"
 NOT_READ = ReviewRequest()
 
 PathFilter = Union[Collection[str], Callable[[str], bool], None]
+"""Which paths' POSTs are admission reviews: paths or shell-style patterns (``*`` spans ``/`` too),
+a function of the path, or None (every path)."""
+
+_PATTERN_CHARACTERS = frozenset("*?[")
+
+
+def span_name(method: str, target: Optional[str]) -> str:
+    """The admission span's name, one rule for every entry point: the HTTP server convention.
+
+    ``POST <route or path>`` for a POST with a known target, else the bare method (``POST`` when a
+    handler is called without a path, ``HTTP`` for a method the convention does not know). Webhook
+    paths are few and fixed (``clientConfig.service.path``); a hostile long one is cut.
+    """
+    if method == "POST":
+        return f"POST {target[:_MAX_NAME_PATH]}" if target else "POST"
+    return method if method in _KNOWN_METHODS else "HTTP"
+
+
+def path_matcher(paths: PathFilter) -> Optional[Callable[[str], bool]]:
+    """A test for ``paths`` (None: every path). Exact paths are a set lookup; patterns use fnmatch;
+    a function that raises rejects the path (it is not inspected; the request is never failed)."""
+    if paths is None:
+        return None
+    if callable(paths):
+        test = paths
+
+        def guarded(path: str) -> bool:
+            try:
+                return bool(test(path))
+            except Exception:  # a broken filter: do not inspect, never fail the request
+                return False
+
+        return guarded
+    exact = frozenset(p for p in paths if _PATTERN_CHARACTERS.isdisjoint(p))
+    patterns = tuple(p for p in paths if not _PATTERN_CHARACTERS.isdisjoint(p))
+    if not patterns:
+        return exact.__contains__
+    return lambda path: path in exact or any(fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """The options every admission-webhook entry point takes: one name, type, default and meaning.
+
+    ``WSGIMiddleware``, ``ASGIMiddleware``, ``admission_handler``, ``instrument_flask_app``,
+    ``instrument_fastapi_app`` and ``AdmissionInstrumentor.instrument`` each take exactly these as
+    keyword arguments and pass them through here, where they are checked (a bad one raises
+    ``ValueError`` naming it, when the app is wrapped, never per request).
+
+    - ``tracer_provider``: where the spans go (None: the global provider, looked up on first use);
+    - ``trust``: the incoming ``traceparent``'s fate: a ``TrustPolicy``, ``"trust"`` (parent),
+      ``"link"`` (new root with a link), ``"kube-apiserver"`` (kube-apiserver's own rule), or a rule
+      ``(Caller) -> bool`` deciding per request;
+    - ``webhook_type``: ``"validating"``/``"mutating"`` enables kube-apiserver's patch checks;
+    - ``record_user``: record the end user's name and groups (off by default);
+    - ``max_body_bytes``: larger requests and responses pass through without being read;
+    - ``record_exception_messages``: record an exception's text (None:
+      ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES``);
+    - ``paths``: which paths' POSTs are admission reviews (``PathFilter``; None: every path);
+    - ``fast_reader``: read a review in kube-apiserver's field order from its prefix and tail only.
+    """
+
+    tracer_provider: Optional[trace.TracerProvider] = None
+    trust: TrustArgument = "trust"
+    webhook_type: Optional[str] = None
+    record_user: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    record_exception_messages: Optional[bool] = None
+    paths: PathFilter = None
+    fast_reader: bool = True
+
+    def __post_init__(self) -> None:
+        if self.webhook_type is not None and self.webhook_type not in WEBHOOK_TYPES:
+            raise InvalidArgumentError(
+                f"webhook_type must be 'validating', 'mutating' or None, not {self.webhook_type!r}"
+            )
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int):
+            raise InvalidArgumentError(
+                f"max_body_bytes must be a whole number of bytes, not {type(self.max_body_bytes).__name__}"
+            )
+        if self.max_body_bytes < 0:
+            raise InvalidArgumentError(f"max_body_bytes must not be negative, not {self.max_body_bytes!r}")
+        if isinstance(self.paths, (str, bytes)):
+            raise InvalidArgumentError(
+                f"paths must be a collection of paths or a function, not the string {self.paths!r}"
+            )
+        if self.paths is not None and not callable(self.paths):
+            bad = [p for p in self.paths if not isinstance(p, str)]
+            if bad:
+                raise InvalidArgumentError(f"paths must hold strings, not {type(bad[0]).__name__}")
+        for name in ("record_user", "fast_reader"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.record_exception_messages is not None and not isinstance(
+            self.record_exception_messages, bool
+        ):
+            raise InvalidArgumentError(
+                f"record_exception_messages must be True, False or None, not {self.record_exception_messages!r}"
+            )
+        TrustPolicy.parse(self.trust)  # a bad policy raises here, naming what it was given
 
 
 def attribute_keys() -> tuple[str, ...]:
@@ -108,39 +218,22 @@ def _shown_content_type(value: Optional[str]) -> str:
 class WebhookTracer:
     """Starts and finishes admission spans. One per wrapped app; thread- and task-safe."""
 
-    def __init__(
-        self,
-        *,
-        tracer_provider: Optional[trace.TracerProvider] = None,
-        trust: Union[TrustPolicy, str] = "trust",
-        webhook_type: Optional[str] = None,
-        record_user: bool = False,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        record_exception_messages: Optional[bool] = None,
-        paths: PathFilter = None,
-        fast_reader: bool = True,
-    ) -> None:
-        if webhook_type is not None and webhook_type not in WEBHOOK_TYPES:
-            raise InvalidArgumentError(
-                f"webhook_type must be 'validating', 'mutating' or None, not {webhook_type!r}"
-            )
-        if max_body_bytes < 0:
-            raise InvalidArgumentError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
-        if isinstance(paths, str):
-            raise InvalidArgumentError(
-                f"paths must be a collection of paths or a function, not the string {paths!r}"
-            )
-        self._tracer_provider = tracer_provider
+    def __init__(self, options: Optional[WebhookOptions] = None) -> None:
+        options = options if options is not None else WebhookOptions()
+        self.options = options
+        self._tracer_provider = options.tracer_provider
         self._tracer: Optional[trace.Tracer] = None
-        self.policy = TrustPolicy.parse(trust)
-        self.webhook_type = webhook_type
-        self.record_user = record_user
-        self.max_body_bytes = max_body_bytes
+        self.policy = TrustPolicy.parse(options.trust)
+        self.webhook_type = options.webhook_type
+        self.record_user = options.record_user
+        self.max_body_bytes = options.max_body_bytes
         self.record_exception_messages = (
-            record_messages_from_env() if record_exception_messages is None else record_exception_messages
+            record_messages_from_env()
+            if options.record_exception_messages is None
+            else options.record_exception_messages
         )
-        self.paths = frozenset(paths) if paths is not None and not callable(paths) else paths
-        self.fast_reader = fast_reader
+        self._accepts = path_matcher(options.paths)
+        self.fast_reader = options.fast_reader
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -165,12 +258,9 @@ class WebhookTracer:
         """
         incoming = extract_from_values(traceparent, tracestate, baggage)
         parent, links = self.policy.resolve(incoming, caller=caller)
-        # Webhook paths are few and fixed (clientConfig.service.path); a hostile long one is cut.
-        if method == "POST":
-            name = f"POST {(route or path)[:_MAX_NAME_PATH]}"
-        else:  # the HTTP semantic conventions: a known method, or "HTTP"
-            name = method if method in _KNOWN_METHODS else "HTTP"
-        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, links=links)
+        span = self.tracer.start_span(
+            span_name(method, route or path), context=parent, kind=SpanKind.SERVER, links=links
+        )
         return span, trace.set_span_in_context(span, parent)
 
     def inspection(self, method: str, path: str, content_type: Optional[str]) -> tuple[bool, Optional[str]]:
@@ -179,22 +269,15 @@ class WebhookTracer:
         Only what looks like an AdmissionReview is read: a POST with a JSON content type on a path
         the ``paths`` option accepts. Anything else passes through unbuffered and unparsed.
         """
-        if method != "POST" or not self._path_accepted(path):
+        if method != "POST" or not self.accepts_path(path):
             return False, None
         if not is_json_content_type(content_type):
             return False, f"{_shown_content_type(content_type)}, not application/json: not inspected"
         return True, None
 
-    def _path_accepted(self, path: str) -> bool:
-        paths = self.paths
-        if paths is None:
-            return True
-        if isinstance(paths, frozenset):
-            return path in paths
-        try:
-            return bool(paths(path))
-        except Exception:  # a broken filter: do not inspect, never fail the request
-            return False
+    def accepts_path(self, path: str) -> bool:
+        """Whether the ``paths`` option takes POSTs to ``path`` for admission reviews."""
+        return self._accepts is None or self._accepts(path)
 
     @staticmethod
     def not_inspected(span: Span, problem: Optional[str]) -> ReviewRequest:
@@ -401,14 +484,7 @@ def detach(token: object) -> None:
 class WebhookMiddleware:
     """What the WSGI and ASGI wrappers share: the wrapped app and their WebhookTracer.
 
-    Options: ``tracer_provider`` (default: the global one, looked up on first use), ``trust``
-    (``"trust"``, ``"link"``, ``"kube-apiserver"``, a rule or a TrustPolicy; default ``"trust"``:
-    the caller is kube-apiserver), ``webhook_type`` (``"validating"``/``"mutating"``: enables the
-    patch checks), ``record_user`` (the end user's name and groups; off by default),
-    ``max_body_bytes``, ``record_exception_messages`` (default: ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES``),
-    ``paths`` (the paths whose POSTs are admission reviews: a collection, or a function of the
-    path; default: every path), ``fast_reader`` (read a review in kube-apiserver's field order
-    from its prefix and tail only; default True; False parses every body in full).
+    Options: ``WebhookOptions`` (the same keyword arguments on every webhook entry point).
     """
 
     def __init__(
@@ -416,7 +492,7 @@ class WebhookMiddleware:
         app: Any,
         *,
         tracer_provider: Optional[trace.TracerProvider] = None,
-        trust: Union[TrustPolicy, str] = "trust",
+        trust: TrustArgument = "trust",
         webhook_type: Optional[str] = None,
         record_user: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -426,12 +502,14 @@ class WebhookMiddleware:
     ) -> None:
         self.app = app
         self.tracer = WebhookTracer(
-            tracer_provider=tracer_provider,
-            trust=trust,
-            webhook_type=webhook_type,
-            record_user=record_user,
-            max_body_bytes=max_body_bytes,
-            record_exception_messages=record_exception_messages,
-            paths=paths,
-            fast_reader=fast_reader,
+            WebhookOptions(
+                tracer_provider=tracer_provider,
+                trust=trust,
+                webhook_type=webhook_type,
+                record_user=record_user,
+                max_body_bytes=max_body_bytes,
+                record_exception_messages=record_exception_messages,
+                paths=paths,
+                fast_reader=fast_reader,
+            )
         )

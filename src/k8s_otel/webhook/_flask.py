@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional
 
 from k8s_otel._extras import missing_extra
@@ -11,10 +12,17 @@ try:
 except ImportError as error:
     raise missing_extra("flask", error) from None
 
+from opentelemetry import trace
 
+from k8s_otel._trust import TrustArgument
+from k8s_otel.webhook._core import DEFAULT_MAX_BODY_BYTES, PathFilter
 from k8s_otel.webhook._wsgi import WSGIMiddleware
 
 __all__ = ["instrument_flask_app"]
+
+_logger = logging.getLogger("k8s_otel.webhook")
+
+_INSTRUMENTED = "_k8s_otel_instrumented"
 
 
 def _route_matcher(app: flask.Flask) -> Callable[[dict[str, Any]], Optional[str]]:
@@ -29,10 +37,38 @@ def _route_matcher(app: flask.Flask) -> Callable[[dict[str, Any]], Optional[str]
     return route_of
 
 
-def instrument_flask_app(app: flask.Flask, **options: Any) -> WSGIMiddleware:
-    """Wrap ``app.wsgi_app`` in WSGIMiddleware (same options); the span is named after the matched
-    route (``POST /validate/<kind>``). No ``before_request`` hook: nothing runs when unsampled."""
-    middleware = WSGIMiddleware(app.wsgi_app, **options)
+def instrument_flask_app(
+    app: flask.Flask,
+    *,
+    tracer_provider: Optional[trace.TracerProvider] = None,
+    trust: TrustArgument = "trust",
+    webhook_type: Optional[str] = None,
+    record_user: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    record_exception_messages: Optional[bool] = None,
+    paths: PathFilter = None,
+    fast_reader: bool = True,
+) -> None:
+    """Wrap ``app.wsgi_app`` in WSGIMiddleware (the same options); the span is named after the
+    matched route (``POST /validate/<kind>``). No ``before_request`` hook: nothing runs when unsampled.
+
+    Returns None and instruments in place, as contrib's ``FlaskInstrumentor.instrument_app``
+    does; a second call on the same app logs a warning and changes nothing.
+    """
+    if getattr(app, _INSTRUMENTED, False):
+        _logger.warning("k8s_otel: this Flask app is already instrumented; left as it is")
+        return
+    middleware = WSGIMiddleware(
+        app.wsgi_app,
+        tracer_provider=tracer_provider,
+        trust=trust,
+        webhook_type=webhook_type,
+        record_user=record_user,
+        max_body_bytes=max_body_bytes,
+        record_exception_messages=record_exception_messages,
+        paths=paths,
+        fast_reader=fast_reader,
+    )
     middleware.route_of = _route_matcher(app)
     app.wsgi_app = middleware  # type: ignore[method-assign]
-    return middleware
+    setattr(app, _INSTRUMENTED, True)

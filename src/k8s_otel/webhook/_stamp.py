@@ -30,13 +30,13 @@ import threading
 import time
 from collections.abc import Awaitable, Iterable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 
 from k8s_otel._propagation import TRACEPARENT, TRACESTATE, inject
-from k8s_otel._trust import TrustPolicy
+from k8s_otel._trust import TrustArgument
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, TRACESTATE_ANNOTATION
 from k8s_otel.webhook._wsgi import _read_body
 
@@ -184,7 +184,7 @@ def _answer(body: bytes) -> tuple[int, bytes]:
 
 
 def _middleware_options(
-    tracer_provider: Optional[trace.TracerProvider], trust: Union[TrustPolicy, str]
+    tracer_provider: Optional[trace.TracerProvider], trust: TrustArgument
 ) -> dict[str, Any]:
     return {"tracer_provider": tracer_provider, "trust": trust, "webhook_type": "mutating"}
 
@@ -216,7 +216,7 @@ def wsgi_app(
     *,
     path: str = DEFAULT_PATH,
     tracer_provider: Optional[trace.TracerProvider] = None,
-    trust: Union[TrustPolicy, str] = "trust",
+    trust: TrustArgument = "trust",
 ) -> Any:
     """The stamping webhook as a WSGI app, inside ``WSGIMiddleware`` (the span the stamp names).
 
@@ -232,7 +232,7 @@ def asgi_app(
     *,
     path: str = DEFAULT_PATH,
     tracer_provider: Optional[trace.TracerProvider] = None,
-    trust: Union[TrustPolicy, str] = "trust",
+    trust: TrustArgument = "trust",
 ) -> Any:
     """The stamping webhook as an ASGI app (uvicorn, hypercorn), inside ``ASGIMiddleware``."""
     from k8s_otel.webhook._asgi import ASGIMiddleware
@@ -434,7 +434,7 @@ def make_https_server(
     *,
     path: str = DEFAULT_PATH,
     tracer_provider: Optional[trace.TracerProvider] = None,
-    trust: Union[TrustPolicy, str] = "trust",
+    trust: TrustArgument = "trust",
 ) -> ThreadingHTTPServer:
     """The stamping webhook on ``host:port`` over TLS, not yet serving (``serve_forever()``).
 
@@ -456,7 +456,7 @@ def serve_https(
     *,
     path: str = DEFAULT_PATH,
     tracer_provider: Optional[trace.TracerProvider] = None,
-    trust: Union[TrustPolicy, str] = "trust",
+    trust: TrustArgument = "trust",
     ready: Optional[Callable[[tuple[str, int]], None]] = None,
 ) -> None:
     """Serve the stamping webhook over HTTPS until SIGTERM or SIGINT (``k8s-otel stamp``).
