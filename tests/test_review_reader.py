@@ -116,3 +116,16 @@ def test_what_the_docs_say_falls_back_and_what_does_not() -> None:
         broken = _go_body().replace(b'"data":"xxx', b'"data":xxx', 1)
         assert read_review_fields(broken) is not None
         assert parse_review_request(broken, fast=False).problems == ("request body is not JSON",)
+
+
+def test_a_member_after_request_ending_in_dry_run_is_the_documented_blind_spot() -> None:
+    # Found by the property test: request's closing brace sits in the bytes the reader skips.
+    request = {"uid": "u", "kind": {}, "resource": {}, "operation": "CREATE", "userInfo": {},
+               "object": {"data": "x" * 64}, "dryRun": False}  # fmt: skip
+    body = json.dumps(
+        {"kind": "AdmissionReview", "request": request, "response": {"allowed": True, "dryRun": None}}
+    ).encode()
+    fast = read_review_fields(body)
+    assert fast is not None  # read fast: the shape check cannot see the skipped bytes
+    assert fast["request"]["dryRun"] is None  # the response's, as the docs say
+    assert parse_review_request(body, fast=False).dry_run is False

@@ -14,8 +14,8 @@ Bodies under 16 KiB are left to a full parse too: for them it is the cheaper of 
 
 What it does not do is look at the bytes between ``"object":`` and ``,"dryRun"``: it takes them to
 be the values of ``object`` and ``oldObject``, as kube-apiserver writes them. A body that puts
-another request field there (or closes ``request`` inside ``object``) is read as if that field
-were absent; ``fast_reader=False`` on the webhook wrappers parses every body in full.
+another request field there (or closes ``request`` inside ``object``, say with a root member after
+``request`` that ends in its own ``dryRun``) is read as if that field were absent; ``fast_reader=False`` on the webhook wrappers parses every body in full.
 """
 
 from __future__ import annotations
