@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import k8s_otel
-from k8s_otel.webhook._fastapi import instrument_fastapi_app
+from k8s_otel.webhook import instrument_fastapi_app
 
 app = FastAPI()
 

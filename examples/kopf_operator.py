@@ -36,8 +36,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 import k8s_otel
-from k8s_otel.instrumentation._kopf import DEFAULT_TRACEPARENT_ANNOTATION, KopfInstrumentor
-from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
+from k8s_otel.instrumentation import KopfInstrumentor, KubernetesClientInstrumentor
 
 
 class NoRootClientSpans(Sampler):
@@ -72,7 +71,7 @@ handle = k8s_otel.configure(
 )
 if hasattr(handle.tracer_provider, "sampler"):  # the SDK provider: tracers made from now on use it
     handle.tracer_provider.sampler = NoRootClientSpans(handle.tracer_provider.sampler)
-KopfInstrumentor().instrument(traceparent_annotation=DEFAULT_TRACEPARENT_ANNOTATION)
+KopfInstrumentor().instrument(traceparent_annotation="k8s-otel.io/traceparent")  # the older convention, too
 KubernetesClientInstrumentor().instrument()
 
 GROUP, VERSION, PLURAL = "kopf.dev", "v1", "kopfexamples"

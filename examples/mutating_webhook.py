@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 import k8s_otel
-from k8s_otel.webhook._flask import instrument_flask_app
+from k8s_otel.webhook import instrument_flask_app
 
 LABEL, DEFAULT = "team", "unassigned"
 

@@ -4,9 +4,9 @@
 
 It starts a downstream service and this one on 127.0.0.1, calls itself once with a traceparent and
 baggage, and prints what each service saw and the trace. Each incoming request is a SERVER span in
-the caller's context (``k8s_otel._propagation.extract``, attached as the current context so that the
+the caller's context (``k8s_otel.extract``, attached as the current context so that the
 caller's baggage comes with it); each outgoing call is one CLIENT span, with traceparent, tracestate
-and baggage written into its headers by ``k8s_otel._propagation.inject``.
+and baggage written into its headers by ``k8s_otel.inject``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from k8s_otel._propagation import extract, inject
+from k8s_otel import extract, inject
 
 
 def make_handler(tracer: trace.Tracer, downstream: list[str]) -> type[BaseHTTPRequestHandler]:

@@ -23,7 +23,7 @@ import kubernetes
 from opentelemetry import trace
 
 import k8s_otel
-from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
+from k8s_otel.instrumentation import KubernetesClientInstrumentor
 from k8s_otel.objects import inject_context, reconcile_span
 
 SELECTOR = "k8s-otel.io/example=parent"

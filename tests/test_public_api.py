@@ -120,3 +120,15 @@ def test_the_library_and_every_public_name_load_without_the_cli() -> None:
     modules = json.loads(result.stdout.splitlines()[-1])
     assert "k8s_otel._wiring" in modules  # the probe really configured the library
     assert [name for name in modules if name == CLI or name.startswith(CLI + ".")] == []
+
+
+def test_examples_and_docs_import_only_public_names() -> None:
+    private = re.compile(r"(?:from|import) (k8s_otel(?:\.\w+)*\._\w+)")
+    found = []
+    for path in [
+        *sorted((ROOT / "examples").rglob("*.py")),
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]:
+        found += [f"{path.name}: {match}" for match in private.findall(path.read_text())]
+    assert found == []
