@@ -24,8 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from fake_apiserver import pod
-from fake_cluster import FakeCluster
+from fake_cluster import FakeCluster, pod
 from k8s_otel._trust import Caller
 from k8s_otel.instrumentation._kopf import KopfInstrumentor, check_annotation_name
 from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
