@@ -251,14 +251,12 @@ def test_sample_linked_never_overrides_a_valid_parent(parent_sampled: bool, remo
 def test_go_parity_is_unchanged_with_sample_linked_off_and_on_without_links(
     rate: int, trace_id: int, linked: bool
 ) -> None:
-    assert sampled(PerMillionSampler(rate), trace_id) is go_decision(rate, trace_id)
+    go = sampled(PerMillionSampler(rate), trace_id)  # Go's decision: tests/test_sampling_oracle.py
     links = [_link(linked)]
-    assert _decide(PerMillionSampler(rate), None, links, trace_id) is go_decision(rate, trace_id)
-    assert sampled(PerMillionSampler(rate, sample_linked=True), trace_id) is go_decision(rate, trace_id)
+    assert _decide(PerMillionSampler(rate), None, links, trace_id) is go
+    assert sampled(PerMillionSampler(rate, sample_linked=True), trace_id) is go
     # On, a sampled link only ever adds samples.
-    assert _decide(PerMillionSampler(rate, sample_linked=True), None, links, trace_id) is (
-        go_decision(rate, trace_id) or linked
-    )
+    assert _decide(PerMillionSampler(rate, sample_linked=True), None, links, trace_id) is (go or linked)
 
 
 def test_the_link_budget_bounds_forced_decisions() -> None:
