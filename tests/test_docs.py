@@ -351,7 +351,7 @@ def test_every_variable_the_code_reads_is_documented_and_every_documented_one_ex
     # configure()'s own variables are in configuration.md's tables, with a default column.
     configuration = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     # Each of configure()'s own variables is a whole token in a variables cell of a table there.
-    from markdown import first_words, rows
+    from doc_tables import first_words, rows
 
     cells = set().union(*(first_words(cell) for row in rows(configuration) for cell in row))
     for name in ("K8S_OTEL_TRACING_CONFIG", "K8S_OTEL_SAMPLE_LINKED", "K8S_OTEL_RECORD_EXCEPTION_MESSAGES"):
@@ -396,7 +396,7 @@ def test_cli_md_lists_every_command_and_documents_every_option() -> None:
     # Each option is a whole token (`--json`, `--requests N`) in its own command's section (the
     # commands that draw waterfalls share that section's), or, for a command without a section,
     # in its row of the command table: not wherever another command documents the same flag.
-    from markdown import section
+    from doc_tables import section
 
     def documented(name: str) -> set[str]:
         try:

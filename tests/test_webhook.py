@@ -592,9 +592,8 @@ def test_admission_handler_decorator() -> None:
 def test_the_docs_list_every_attribute_key() -> None:
     from pathlib import Path
 
+    from doc_tables import rows, section, tokens
     from k8s_otel.webhook._core import attribute_keys
-
-    from markdown import rows, section, tokens
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
     # A whole token in the key column of a table under "### Attributes", not just anywhere:

@@ -39,9 +39,13 @@ def rows(text: str) -> list[list[str]]:
 
 
 def tokens(cell: str) -> set[str]:
-    """The backticked tokens of a cell, each whole: ``"`--requests N`, `--json`"`` gives
+    """The backticked tokens of a cell or page, each whole: ``"`--requests N`, `--json`"`` gives
     ``{"--requests N", "--json"}``."""
-    return set(_TOKEN.findall(cell))
+    found: set[str] = set()
+    for line in cell.splitlines():  # paired within a line; a fence line (```) pairs with nothing
+        if not line.lstrip().startswith("```"):
+            found.update(_TOKEN.findall(line))
+    return found
 
 
 def first_words(cell: str) -> set[str]:
