@@ -34,6 +34,17 @@ def second_call(endpoint: str, token: str) -> None:
         print(type(error).__name__, error)
 
 
+def userinfo_conflict(canary: str) -> None:
+    """The handle's repr, then a second call with another endpoint: neither shows the password."""
+    handle = k8s_otel.configure(endpoint=f"http://u:{canary}@127.0.0.1:1")
+    print(repr(handle))
+    try:
+        k8s_otel.configure(endpoint=f"http://u:{canary}@127.0.0.1:2")
+    except k8s_otel.AlreadyConfiguredError as error:
+        print(type(error).__name__, error)
+    handle.shutdown(0.5)
+
+
 def _ready_then_wait() -> None:
     print("ready", flush=True)
     time.sleep(60)
@@ -105,6 +116,7 @@ SCENARIOS: dict[str, Callable[..., None]] = {
     function.__name__: function
     for function in (
         second_call,
+        userinfo_conflict,
         sigterm_flush,
         sigterm_chain,
         exit_flush,
