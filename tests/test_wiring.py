@@ -310,7 +310,9 @@ def test_fork_child_builds_its_own_exporter(
 
 
 def run(scenario: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
-    return subprocess_scripts.run("wiring", scenario, *args, env=env, timeout=timeout)
+    return subprocess_scripts.run(
+        "wiring", scenario, *args, env={**os.environ, **(env or {})}, timeout=timeout
+    )
 
 
 def test_second_call_returns_the_same_handle_or_raises(otlp_receiver: OTLPReceiver) -> None:

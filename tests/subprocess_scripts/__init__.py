@@ -21,8 +21,8 @@ def command(module: str, *args: str) -> list[str]:
 
 
 def environment(env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """The test's environment plus ``env``, with ``tests/`` importable."""
-    merged = {**os.environ, **(env or {})}
+    """``env`` (the whole environment; the test's own when None), with ``tests/`` importable."""
+    merged = dict(os.environ if env is None else env)
     merged["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), merged.get("PYTHONPATH")]))
     return merged
 
