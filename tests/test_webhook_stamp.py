@@ -517,13 +517,13 @@ def test_plain_http_and_a_failed_handshake_do_not_stop_the_server(https: tuple[A
 
 
 def test_serve_https_runs_until_sigterm(certificate: tuple[str, str]) -> None:
-    script = (
-        "import sys; from k8s_otel.webhook._stamp import serve_https\n"
-        "serve_https('127.0.0.1', 0, sys.argv[1], sys.argv[2], ready=lambda a: print(a[1], flush=True))\n"
-        "print('stopped', flush=True)\n"
-    )
+    import subprocess_scripts
+
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *certificate], stdout=subprocess.PIPE, text=True, env={**os.environ}
+        subprocess_scripts.command("probes", "serve_stamp", *certificate),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_scripts.environment(),
     )
     try:
         assert process.stdout is not None
