@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -49,46 +48,17 @@ def test_the_readme_names_every_extra_a_user_installs() -> None:
     assert extras == set(re.findall(r"`([\w-]+)`", re.sub(r"\([^)]*\)", "", sentence))), sentence
 
 
-def test_the_flask_quickstart_joins_the_caller_s_trace() -> None:
+def test_the_flask_quickstart_joins_the_caller_s_trace(tmp_path: Path) -> None:
     quickstart = block_after("## Quickstart: an existing Flask webhook", "python")
     assert len(quickstart.strip().splitlines()) == 5
-    program = (
-        textwrap.dedent(
-            """
-            import flask, json, sys
-            app = flask.Flask("existing")
+    import subprocess_scripts
 
-            @app.post("/validate")
-            def validate():
-                uid = flask.request.get_json()["request"]["uid"]
-                return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                        "response": {"uid": uid, "allowed": True}}
-            """
-        )
-        + quickstart
-        + textwrap.dedent(
-            """
-            review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                      "request": {"uid": "u-1", "operation": "CREATE",
-                                  "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                                  "resource": {"group": "", "version": "v1", "resource": "pods"}}}
-            answer = app.test_client().post(
-                "/validate", json=review,
-                headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
-            assert answer.status_code == 200, answer.data
-            answer.close()  # the server span ends when the WSGI response is closed
-            import k8s_otel
-            k8s_otel.configure(service_name="my-webhook").shutdown(10)
-            """
-        )
-    )
+    block = tmp_path / "quickstart.py"
+    block.write_text(quickstart, encoding="utf-8")
     with OTLPReceiver() as receiver:
-        result = subprocess.run(
-            [sys.executable, "-c", program],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = subprocess_scripts.run(
+            "quickstart",
+            str(block),
             env={**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.endpoint}"},
         )
         assert result.returncode == 0, result.stderr
