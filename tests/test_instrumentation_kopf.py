@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -1022,9 +1023,9 @@ def test_kopfs_own_call_to_a_refused_server(exporter: InMemorySpanExporter) -> N
 
 def test_the_annotation_name_is_checked() -> None:
     for bad in ("", "bad name", "-x", "Example.COM/trace", "a/b/c"):
-        with pytest.raises(ValueError, match="not a valid annotation key"):
+        with pytest.raises(ValueError, match=f"traceparent_annotation.*{re.escape(repr(bad))}"):
             KopfInstrumentor().instrument(traceparent_annotation=bad)
-    with pytest.raises(TypeError, match="must be a string"):
+    with pytest.raises(TypeError, match=r"traceparent_annotation.*bool"):  # the argument, and what it got
         KopfInstrumentor().instrument(traceparent_annotation=True)
     for good in ("trace", "k8s-otel.io/traceparent", "example.com/Trace_Parent.1"):
         assert check_annotation_name(good) == good
