@@ -44,9 +44,8 @@ def test_patterns() -> None:
 def test_bad_entries_are_reported_by_position_and_never_mean_all() -> None:
     routes = parse_routes("validate,/mutate")
     assert routes.patterns == ("/mutate",)
-    assert routes.problems == (
-        "K8S_OTEL_ADMISSION_ROUTES entry 1 ('validate') does not start with '/': ignored",
-    )
+    [problem] = routes.problems
+    assert "K8S_OTEL_ADMISSION_ROUTES" in problem and "entry 1" in problem and "'validate'" in problem
     nothing = parse_routes("validate")
     assert not nothing.allows("/validate") and not nothing.allows("/")
 
