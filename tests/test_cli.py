@@ -170,9 +170,9 @@ def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_pat
     assert result.returncode == 1
     text = result.stdout
     assert "unsupported scheme: http" in text and "sampling rate must be positive" in text
-    assert "use OTEL_TRACES_SAMPLER=k8s_per_million OTEL_TRACES_SAMPLER_ARG=100" in text
-    assert "nope.pem' does not exist" in text
-    assert "without downward-API env for pod namespace, pod UID, node name, pod IP" in text
+    assert "k8s_per_million" in text and "OTEL_TRACES_SAMPLER_ARG=100" in text  # the fix, with the rate
+    assert any("OTEL_EXPORTER_OTLP_CERTIFICATE" in line and "nope.pem" in line for line in text.splitlines())
+    assert "downward" in text.lower()  # the pod's downward-API env is missing: says which mechanism
     assert "k8s.pod.name=web-0" in text.split("kubernetes resource:")[1].splitlines()[0]
     assert text.rstrip().endswith("broken: see the errors above")
     no_traceback(result)
