@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from k8s_otel.instrumentation._kopf import KopfInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_apiserver import FakeAPIServer
+from fake_cluster import FakeCluster
 
 CALLS = 50
 INVOCATIONS = 200
@@ -53,8 +53,8 @@ RESOURCE = references.Resource("kopf.dev", "v1", "kopfexamples")
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAPIServer]:
-    with FakeAPIServer().running() as fake:
+def server() -> Iterator[FakeCluster]:
+    with FakeCluster.with_pods("web-0").running() as fake:
         yield fake
 
 
@@ -67,7 +67,7 @@ def _instrument(implementation: str, stock: Any, provider: TracerProvider = PROV
 
 
 @pytest.mark.parametrize("implementation", ["bare", "stock", "k8s_otel"])
-def test_kopf_api_calls(benchmark: Any, server: FakeAPIServer, implementation: str) -> None:
+def test_kopf_api_calls(benchmark: Any, server: FakeCluster, implementation: str) -> None:
     benchmark.group = f"kopf API calls, {CALLS} GET pod"
     instance = _instrument(implementation, AioHttpClientInstrumentor)
     loop = asyncio.new_event_loop()

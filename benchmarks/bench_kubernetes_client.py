@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_apiserver import FakeAPIServer
+from fake_cluster import FakeCluster
 
 CALLS = 50
 PROVIDER = TracerProvider(sampler=ALWAYS_ON)
@@ -30,7 +30,7 @@ PROVIDER.add_span_processor(SpanProcessor())
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[kubernetes.client.CoreV1Api]:
-    with FakeAPIServer().running() as fake:
+    with FakeCluster.with_pods("web-0").running() as fake:
         configuration = kubernetes.client.Configuration(host=fake.host)
         yield kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
 

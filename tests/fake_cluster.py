@@ -1,12 +1,15 @@
-"""A stateful fake kube-apiserver on 127.0.0.1:0, enough for a real kopf operator to run against.
+"""The tests' one fake kube-apiserver: stateful, on 127.0.0.1:0, for client tests and a real kopf operator.
 
 It serves discovery for a core group (pods, configmaps, events), ``apps/v1`` deployments (with
 status and scale subresources), ``coordination.k8s.io/v1`` leases and a CRD group
 (``kopf.dev/v1`` ``kopfexamples`` with a status subresource); list, get, a watch that stays open and
 streams every change as it happens, merge, strategic-merge, apply and JSON patch (object, status,
 scale), replace (PUT), create and delete with finalizers, like the real API server. Every request
-is recorded with its headers and JSON body, and chosen requests can be made to fail with a status
-code.
+is recorded with its headers and JSON body (so ``traceparent`` injection can be asserted), and
+chosen requests can be made to fail with a status code and message (``failures``).
+
+Client tests seed it with pods (``FakeCluster.with_pods("web-0")``) and change objects with
+``update`` while a client watches (``wait_for_watch`` says when the watch is open).
 """
 
 from __future__ import annotations
@@ -19,14 +22,72 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import jsonpatch
 
-from fake_apiserver import Recorded, send_json, serving, status
+
+def pod(name: str, namespace: str = "default") -> dict[str, Any]:
+    """A realistic running Pod labelled ``app=web``, as a client reads it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"00000000-0000-0000-0000-{abs(hash(name)) % 10**12:012d}",
+            "labels": {"app": "web"},
+        },
+        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]},
+        "status": {"phase": "Running", "podIP": "10.244.1.7"},
+    }
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A failure ``Status``, as kube-apiserver answers an error."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A threading HTTP server on 127.0.0.1:0, shut down and closed on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +149,14 @@ _MERGE_PATCHES = (
 
 
 class FakeCluster:
+    @classmethod
+    def with_pods(cls, *names: str) -> FakeCluster:
+        """A cluster holding these pods in ``default`` (what client tests read, list and watch)."""
+        cluster = cls()
+        for name in names:
+            cluster.create("pods", pod(name))
+        return cluster
+
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.bodies: list[tuple[str, str, str, Any]] = []  # (METHOD, path, Content-Type, JSON body)
@@ -176,6 +245,16 @@ class FakeCluster:
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         return value
+
+    def wait_for_watch(self, plural: str, timeout: float = 5.0) -> None:
+        """Block until a client's watch on ``plural`` is open, so changes made next reach it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if any(watched == plural for watched, _ in self._watchers):
+                    return
+            time.sleep(0.01)
+        raise TimeoutError(f"no watch on {plural} within {timeout} s")
 
     def seen(self, method: str, path_suffix: str) -> list[Recorded]:
         return [r for r in list(self.requests) if r.method == method and r.path.endswith(path_suffix)]

@@ -44,9 +44,8 @@ def test_patterns() -> None:
 def test_bad_entries_are_reported_by_position_and_never_mean_all() -> None:
     routes = parse_routes("validate,/mutate")
     assert routes.patterns == ("/mutate",)
-    assert routes.problems == (
-        "K8S_OTEL_ADMISSION_ROUTES entry 1 ('validate') does not start with '/': ignored",
-    )
+    [problem] = routes.problems
+    assert "K8S_OTEL_ADMISSION_ROUTES" in problem and "entry 1" in problem and "'validate'" in problem
     nothing = parse_routes("validate")
     assert not nothing.allows("/validate") and not nothing.allows("/")
 
@@ -101,7 +100,6 @@ def test_instrument_and_uninstrument_a_real_flask_app(
     import flask
     import requests
 
-    from k8s_otel.instrumentation import _admission as admission
     from recording import recording_provider
     from webhook_support import review, wsgi_server
 
@@ -110,7 +108,6 @@ def test_instrument_and_uninstrument_a_real_flask_app(
     instrumentor = AdmissionInstrumentor()
     instrumentor.instrument(tracer_provider=provider, paths=["/mutate"])
     try:
-        assert admission._state.tracer is not None and admission._state.tracer.webhook_type == "mutating"
         app = flask.Flask(__name__)
 
         @app.post("/mutate")
@@ -139,4 +136,5 @@ def test_instrument_and_uninstrument_a_real_flask_app(
     with caplog.at_level(logging.ERROR):
         instrumentor.instrument(tracer_provider=provider)
         instrumentor.uninstrument()
-    assert "K8S_OTEL_ADMISSION_WEBHOOK_TYPE='both' is not 'validating' or 'mutating': ignored" in caplog.text
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "K8S_OTEL_ADMISSION_WEBHOOK_TYPE" in error and "'both'" in error

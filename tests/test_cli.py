@@ -130,8 +130,11 @@ def test_doctor_against_a_live_endpoint(otlp_receiver: OTLPReceiver, tmp_path: P
     assert re.search(
         r"headers\s+authorization \(values hidden\)\s+env \(OTEL_EXPORTER_OTLP_HEADERS\)", result.stdout
     )
-    assert f"collector: gRPC connection to {otlp_receiver.endpoint} established" in result.stdout
-    assert "kubernetes resource: none (not in a pod)" in result.stdout
+    lines = result.stdout.splitlines()
+    [collector] = [line for line in lines if line.startswith("collector:")]
+    assert otlp_receiver.endpoint in collector
+    [kubernetes] = [line for line in lines if line.startswith("kubernetes resource:")]
+    assert "none" in kubernetes
     assert result.stdout.rstrip().endswith("ok")
     assert TOKEN not in result.stdout + result.stderr
 
@@ -171,16 +174,12 @@ def test_doctor_warns_about_common_mistakes(otlp_receiver: OTLPReceiver, tmp_pat
     assert "unsupported scheme: http" in text and "sampling rate must be positive" in text
     # One fix for the sampler variable, given once, with the stock ratio converted to per million.
     assert text.count("OTEL_TRACES_SAMPLER=parentbased_traceidratio") == 1
-    assert "set OTEL_TRACES_SAMPLER=k8s_per_million and OTEL_TRACES_SAMPLER_ARG=100" in text
-    assert "nope.pem' does not exist" in text
-    [warning] = [line for line in text.splitlines() if "without downward-API env" in line]
+    assert "k8s_per_million" in text and "OTEL_TRACES_SAMPLER_ARG=100" in text
+    assert any("OTEL_EXPORTER_OTLP_CERTIFICATE" in line and "nope.pem" in line for line in text.splitlines())
+    [warning] = [line for line in text.splitlines() if "downward" in line.lower()]
     for name in ("POD_NAMESPACE", "POD_UID", "NODE_NAME", "POD_IP"):
-        assert f"set {name} from fieldRef" in warning
-    assert "POD_NAME from" not in warning  # given
-    assert (
-        "k8s.namespace.name (set POD_NAMESPACE from fieldRef metadata.namespace; read: POD_NAMESPACE, K8S_NAMESPACE)"
-        in warning
-    )
+        assert re.search(rf"\b{name}\b", warning), name  # each missing variable is named
+    assert not re.search(r"\bPOD_NAME\b", warning)  # given, so not asked for
     assert "k8s.pod.name=web-0" in text.split("kubernetes resource:")[1].splitlines()[0]
     assert text.rstrip().endswith("broken: see the errors above")
     no_traceback(result)
@@ -422,7 +421,7 @@ def test_demo_rate_from_a_tracing_configuration(tmp_path: Path, rate: str, sampl
 def test_demo_exports_to_a_collector(otlp_receiver: OTLPReceiver) -> None:
     result = k8s_otel("demo", "--requests", "3", "--endpoint", otlp_receiver.endpoint)
     assert result.returncode == 0, result.stderr
-    assert f"exported to {otlp_receiver.endpoint}" in result.stdout
+    assert otlp_receiver.endpoint in result.stdout  # says where the spans went
     assert "trace " not in result.stdout
     spans = otlp_receiver.wait_for_spans(25)  # and the asynchronous half's 10 spans in 3 traces
     assert len(spans) == 25 and len({s.trace_id for s in spans}) == 3 + 3
@@ -454,5 +453,5 @@ def test_demo_bad_rate_is_a_user_error() -> None:
 
 def test_doctor_says_where_lost_spans_are_counted() -> None:
     result = k8s_otel("doctor", "--timeout", "0.2")
-    assert "lost spans: Spans that never arrive are counted in the process that made them" in result.stdout
-    assert "handle.statistics()" in result.stdout
+    [lost] = [line for line in result.stdout.splitlines() if "lost spans:" in line]
+    assert "handle.statistics()" in lost  # points to where they are counted

@@ -5,45 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import k8s_otel
+import subprocess_scripts
 from k8s_otel.cli._receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
 
-# Makes a package look uninstalled, as it would be without its extra: what cannot be run here for
-# real, since the test environment has every extra installed.
-WITHOUT = textwrap.dedent(
-    """
-    import importlib.abc, sys
-    blocked = sys.argv[1].split(",")
-    class Uninstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if any(name == b or name.startswith(b + ".") for b in blocked):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-    sys.meta_path.insert(0, Uninstalled())
-    sys.argv = sys.argv[1:]
-    """
-)
-
 
 def run_without(
-    blocked: str, code: str, *args: str, env: dict[str, str] | None = None
+    blocked: str, scenario: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", WITHOUT + textwrap.dedent(code), blocked, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**ENV, **(env or {})},
-    )
+    """Run a scenario of subprocess_scripts.without with the ``blocked`` packages uninstalled."""
+    return subprocess_scripts.run("without", blocked, scenario, *args, env={**ENV, **(env or {})})
 
 
 def test_version() -> None:
@@ -66,25 +44,15 @@ def test_version() -> None:
     ],
 )
 def test_a_missing_extra_is_named(module: str, blocked: str, extra: str) -> None:
-    result = run_without(
-        blocked,
-        f"""
-        try:
-            import {module}
-        except ImportError as error:
-            from k8s_otel import K8sOtelError
-            print(isinstance(error, ModuleNotFoundError) and isinstance(error, K8sOtelError), error.name)
-            print(error)
-        """,
-    )
+    result = run_without(blocked, "import_error", module)
     name, message = result.stdout.splitlines()
-    assert name.startswith("True " + blocked)
-    assert message.endswith(f"needs the '{extra}' extra, pip install 'k8s-otel[{extra}]'")
+    assert name.startswith("True " + blocked)  # a ModuleNotFoundError and a K8sOtelError
+    assert f"k8s-otel[{extra}]" in message  # names the extra to install
 
 
 def test_the_fastapi_adapter_imports_without_fastapi() -> None:
     # It only needs ASGI: any Starlette or FastAPI app the user has brings its own framework.
-    result = run_without("fastapi,starlette", "import k8s_otel.webhook._fastapi; print('ok')")
+    result = run_without("fastapi,starlette", "import_ok", "k8s_otel.webhook._fastapi")
     assert result.stdout == "ok\n", result.stderr
 
 
@@ -92,7 +60,7 @@ def test_doctor_is_not_ok_for_http_protobuf_without_the_http_extra() -> None:
     with OTLPReceiver(http_port=0) as receiver:  # something does listen on the port
         result = run_without(
             "opentelemetry.exporter.otlp.proto.http",
-            "from k8s_otel.cli import main; sys.exit(main(sys.argv[1:]))",
+            "cli",
             "doctor",
             env={
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -101,12 +69,12 @@ def test_doctor_is_not_ok_for_http_protobuf_without_the_http_extra() -> None:
         )
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert "collector: not checked: configure() would export nothing" in lines
+    [collector] = [line for line in lines if line.startswith("collector:")]
+    assert "not checked" in collector  # no connection check for an exporter that cannot be built
     assert any(
-        line.startswith("error: OTLP protocol http/protobuf") and "pip install 'k8s-otel[http]'" in line
-        for line in lines
+        line.startswith("error:") and "http/protobuf" in line and "k8s-otel[http]" in line for line in lines
     )
-    assert lines[-1] == "broken: see the errors above"
+    assert lines[-1].startswith("broken")
 
 
 def test_doctor_is_ok_for_http_protobuf_with_the_extra() -> None:
@@ -124,7 +92,8 @@ def test_doctor_is_ok_for_http_protobuf_with_the_extra() -> None:
             },
         )
     assert result.returncode == 0, result.stdout
-    assert f"collector: TCP connection to 127.0.0.1:{receiver.http_port} established" in result.stdout
+    [collector] = [line for line in result.stdout.splitlines() if line.startswith("collector:")]
+    assert f"127.0.0.1:{receiver.http_port}" in collector and "not checked" not in collector
 
 
 def test_license_is_the_apache_2_text_pyproject_names() -> None:

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+import subprocess_scripts
 from k8s_otel.cli._receiver import OTLPReceiver
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
@@ -103,37 +103,10 @@ def receive_factory() -> Any:
             receive.process.wait(5)
 
 
-SENDER = textwrap.dedent(
-    """
-    import sys
-    import k8s_otel
-    from k8s_otel._propagation import extract, inject
-    endpoint, protocol, service, traceparent = sys.argv[1:5]
-    handle = k8s_otel.configure(
-        install=False, endpoint=endpoint, protocol=protocol, sampling_rate_per_million=1_000_000,
-        service_name=service,
-    )
-    tracer = handle.tracer_provider.get_tracer("sender")
-    context = extract({"traceparent": traceparent}) if traceparent != "-" else None
-    with tracer.start_as_current_span(service + " work", context=context, attributes={"UID": service + "-uid"}):
-        carrier = {}
-        inject(carrier)
-    handle.shutdown(10)
-    print(carrier["traceparent"])
-    """
-)
-
-
 def send(endpoint: str, protocol: str, service: str, traceparent: str = "-") -> str:
     """Export one span from another process; return its traceparent."""
-    result = subprocess.run(
-        [sys.executable, "-c", SENDER, endpoint, protocol, service, traceparent],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=ENV,
-    )
+    result = subprocess_scripts.run("otlp_sender", endpoint, protocol, service, traceparent, env=ENV)
+    assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
 

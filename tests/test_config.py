@@ -636,23 +636,11 @@ def test_generated_yaml_raises_only_the_documented_error(with_header: bool, line
 
 
 def test_pyyaml_is_imported_only_when_a_file_is_read(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     path = write(tmp_path, "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\n")
-    code = (
-        "import sys, k8s_otel\n"
-        "handle = k8s_otel.configure(install=False)\n"
-        "print('yaml' in sys.modules)\n"
-        "handle.shutdown()\n"
-        f"handle = k8s_otel.configure(install=False, config_file={str(path)!r})\n"
-        "print('yaml' in sys.modules)\n"
-        "handle.shutdown()\n"
-    )
+    import subprocess_scripts
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
-    result = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=60
-    )
+    result = subprocess_scripts.run("probes", "yaml_import", str(path), env=env)
     assert result.stdout.split() == ["False", "True"], result.stderr
 
 

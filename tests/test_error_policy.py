@@ -604,7 +604,7 @@ def test_the_kubernetes_client_instrumentor_never_raises_into_the_controller(
 ) -> None:
     import kubernetes
 
-    from fake_apiserver import FakeAPIServer
+    from fake_cluster import FakeCluster
     from recording import recording_provider
 
     if broken == "propagation raises":
@@ -615,7 +615,7 @@ def test_the_kubernetes_client_instrumentor_never_raises_into_the_controller(
     instrumentor = k8s_otel.instrumentation.KubernetesClientInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     try:
-        with FakeAPIServer().running() as apiserver:
+        with FakeCluster.with_pods("web-0").running() as apiserver:
             configuration = kubernetes.client.Configuration(host=apiserver.host)
             configuration.retries = 0
             api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))

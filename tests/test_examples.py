@@ -205,8 +205,7 @@ def test_the_crd_is_the_one_the_kopf_example_reconciles() -> None:
 
 
 def test_the_kopf_operator_example_traces_its_reconcile(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
-    from fake_apiserver import pod
-    from fake_cluster import FakeCluster
+    from fake_cluster import FakeCluster, pod
 
     annotation_trace = "0af7651916cd43dd8448eb211c80319c"
     with FakeCluster().running() as cluster:

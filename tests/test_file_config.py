@@ -59,7 +59,9 @@ def test_bad_rates_are_named_and_never_sample_roots(
     with caplog.at_level(logging.WARNING):
         sampler = per_million_sampler()
     assert sampler.get_description().startswith("ParentBased{root:AlwaysOffSampler,")
-    assert "samplingRatePerMillion" in caplog.text and f"{RATE_ENV}='ten'" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("samplingRatePerMillion" in w and "2000000" in w for w in warnings)  # the file's rate
+    assert any(RATE_ENV in w and "'ten'" in w for w in warnings)  # and the variable's
 
 
 @given(st.text(max_size=30))
@@ -78,8 +80,8 @@ def test_the_example_file_checks_clean(monkeypatch: pytest.MonkeyPatch) -> None:
 
         assert report.schema_checked  # the SDK's own loader accepted it
     except ImportError:
-        assert "schema not checked: opentelemetry-configuration is not installed" in report.notes[0]
-    assert "k8s_per_million: 100 per million, from K8S_OTEL_SAMPLING_RATE_PER_MILLION" in report.notes
+        assert "opentelemetry-configuration" in report.notes[0]  # names what would check the schema
+    assert any("100" in note and RATE_ENV in note for note in report.notes)  # the rate, and where from
 
 
 def test_the_check_names_every_problem(tmp_path: Path) -> None:
@@ -102,16 +104,16 @@ def test_the_check_names_every_problem(tmp_path: Path) -> None:
         """,
     )
     report = check_config_file(path, environ={})
-    assert (
-        "resource detector k8s: unknown settings ['rooot'] (known: ['downward_api_dir', 'env_names', 'raise_on_error', 'root'])"
-        in report.problems
-    )
-    assert "resource detector k8s: env_names must map variable names to attribute keys" in report.problems
-    assert "propagator k8s takes no settings: write {k8s: } (null) or {k8s: {}}" in report.problems
-    assert any(problem.startswith("k8s_per_million has no rate") for problem in report.problems)
-    assert any(
-        "properties ['sampling_rate_per_million'] are dropped by the SDK" in note for note in report.notes
-    )
+    assert len(report.problems) == 4, report.problems
+
+    def named(*tokens: str) -> bool:
+        return any(all(token in problem for token in tokens) for problem in report.problems)
+
+    assert named("detector k8s", "'rooot'", "'root'")  # the unknown key, and the one meant
+    assert named("detector k8s", "env_names")
+    assert named("propagator k8s")
+    assert named("k8s_per_million")
+    assert any("sampling_rate_per_million" in note and "SDK" in note for note in report.notes)
 
 
 @pytest.mark.parametrize(
@@ -126,9 +128,8 @@ def test_unreadable_files_are_reported_not_raised(tmp_path: Path, text: str, pro
     report = check_config_file(config(tmp_path, text))
     (found,) = report.problems
     assert found.startswith(f"{tmp_path / 'otel.yaml'}: {problem}")
-    assert check_config_file(tmp_path / "missing.yaml").problems == [
-        f"{tmp_path / 'missing.yaml'}: cannot be read (FileNotFoundError)"
-    ]
+    (missing,) = check_config_file(tmp_path / "missing.yaml").problems
+    assert missing.startswith(f"{tmp_path / 'missing.yaml'}: ") and "FileNotFoundError" in missing
 
 
 @given(st.text(max_size=200))
@@ -210,7 +211,7 @@ def test_a_schema_error_names_where_never_the_value(tmp_path: Path) -> None:
     )
     report = check_config_file(path, environ={RATE_ENV: "1"})
     [problem] = report.problems
-    assert "does not match the configuration schema at tracer_provider -> processors -> 0" in problem
+    assert "tracer_provider -> processors -> 0" in problem  # where in the file
     assert canary not in problem and "canary" not in repr(report)
 
 
@@ -221,13 +222,13 @@ def test_validate_and_doctor_report_an_sdk_configuration_file(
 
     example = Path(__file__).resolve().parents[1] / "examples" / "otel-config.yaml"
     assert main(["validate", str(example)]) == 1  # no rate anywhere: roots would never be sampled
-    assert "k8s_per_million has no rate" in capsys.readouterr().out
+    assert "k8s_per_million" in capsys.readouterr().out
     monkeypatch.setenv("K8S_OTEL_SAMPLING_RATE_PER_MILLION", "100")
     assert main(["validate", str(example)]) == 0
     assert "valid SDK configuration file" in capsys.readouterr().out
     monkeypatch.setenv("OTEL_CONFIG_FILE", str(example))
     main(["doctor"])
-    assert "file configuration ignores the OTEL_* variables" in capsys.readouterr().out
+    assert "OTEL_*" in capsys.readouterr().out  # says the variables are not used
 
 
 def test_check_config_file_never_blocks_on_a_fifo_nor_echoes_the_file(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -24,8 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from fake_apiserver import pod
-from fake_cluster import FakeCluster
+from fake_cluster import FakeCluster, pod
 from k8s_otel._trust import Caller
 from k8s_otel.instrumentation._kopf import KopfInstrumentor, check_annotation_name
 from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
@@ -878,7 +878,12 @@ def test_the_docs_list_every_attribute_key_and_setting() -> None:
         key.KOPF_OUTCOME,
         key.KOPF_RETRY_DELAY,
     ]
-    assert [key for key in attributes if not any(f"`{key}`" in cell for cell in key_cells)] == []
+    from doc_tables import tokens
+
+    in_cells = set().union(
+        *(tokens(cell) for cell in key_cells)
+    )  # whole tokens: `retry` is not `retry.delay`
+    assert [key for key in attributes if key not in in_cells] == []
     keys = [
         *attributes,
         key.LINK_ANNOTATION,
@@ -1014,9 +1019,9 @@ def test_kopfs_own_call_to_a_refused_server(exporter: InMemorySpanExporter) -> N
 
 def test_the_annotation_name_is_checked() -> None:
     for bad in ("", "bad name", "-x", "Example.COM/trace", "a/b/c"):
-        with pytest.raises(ValueError, match="not a valid annotation key"):
+        with pytest.raises(ValueError, match=f"traceparent_annotation.*{re.escape(repr(bad))}"):
             KopfInstrumentor().instrument(traceparent_annotation=bad)
-    with pytest.raises(TypeError, match="must be a string"):
+    with pytest.raises(TypeError, match=r"traceparent_annotation.*bool"):  # the argument, and what it got
         KopfInstrumentor().instrument(traceparent_annotation=True)
     for good in ("trace", "k8s-otel.io/traceparent", "example.com/Trace_Parent.1"):
         assert check_annotation_name(good) == good

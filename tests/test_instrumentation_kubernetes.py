@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import kubernetes
@@ -11,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from fake_apiserver import FakeAPIServer
+from fake_cluster import FakeCluster
 from k8s_otel.instrumentation._kubernetes import KubernetesClientInstrumentor
 from recording import recording_provider
 
@@ -28,8 +29,8 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-def apiserver() -> Iterator[FakeAPIServer]:
-    with FakeAPIServer().running() as fake:
+def apiserver() -> Iterator[FakeCluster]:
+    with FakeCluster.with_pods("web-0", "web-1").running() as fake:
         yield fake
 
 
@@ -45,7 +46,7 @@ def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
 
 
 def test_get_is_named_as_kube_apiserver_names_it(
-    exporter: InMemorySpanExporter, apiserver: FakeAPIServer
+    exporter: InMemorySpanExporter, apiserver: FakeCluster
 ) -> None:
     pod = core(apiserver.host).read_namespaced_pod("web-0", "default")
     assert pod.metadata.name == "web-0"
@@ -74,7 +75,7 @@ def test_get_is_named_as_kube_apiserver_names_it(
     )
 
 
-def test_list_with_selectors(exporter: InMemorySpanExporter, apiserver: FakeAPIServer) -> None:
+def test_list_with_selectors(exporter: InMemorySpanExporter, apiserver: FakeCluster) -> None:
     pods = core(apiserver.host).list_namespaced_pod("default", label_selector="app=web")
     assert len(pods.items) == 2
     span = only_span(exporter)
@@ -85,11 +86,28 @@ def test_list_with_selectors(exporter: InMemorySpanExporter, apiserver: FakeAPIS
 
 
 def test_a_watch_is_one_span_for_the_request_that_opens_it(
-    exporter: InMemorySpanExporter, apiserver: FakeAPIServer
+    exporter: InMemorySpanExporter, apiserver: FakeCluster
 ) -> None:
+    versions: list[str] = []
+
+    def change() -> None:
+        apiserver.wait_for_watch("pods")
+        for replicas in range(3):
+            changed = apiserver.update(
+                "pods", "default", "web-0", {"metadata": {"labels": {"n": str(replicas)}}}
+            )
+            versions.append(changed["metadata"]["resourceVersion"])
+
+    changer = threading.Thread(target=change)
+    changer.start()
     watch = kubernetes.watch.Watch()
-    events = list(watch.stream(core(apiserver.host).list_namespaced_pod, "default", timeout_seconds=5))
-    assert [e["object"].metadata.resource_version for e in events] == ["10", "11", "12"]
+    events = []
+    for event in watch.stream(core(apiserver.host).list_namespaced_pod, "default", timeout_seconds=5):
+        events.append(event)
+        if len(events) == 3:
+            watch.stop()
+    changer.join(5)
+    assert [e["object"].metadata.resource_version for e in events] == versions
     span = only_span(exporter)  # not one per event
     assert span.name == "GET /api/v1/namespaces/{:namespace}/pods"
     assert span.attributes is not None
@@ -98,9 +116,13 @@ def test_a_watch_is_one_span_for_the_request_that_opens_it(
 
 @pytest.mark.parametrize(("call", "status"), [("missing", 404), ("conflict", 409), ("boom", 500)])
 def test_api_exceptions_are_recorded_with_their_status(
-    exporter: InMemorySpanExporter, apiserver: FakeAPIServer, call: str, status: int
+    exporter: InMemorySpanExporter, apiserver: FakeCluster, call: str, status: int
 ) -> None:
     api = core(apiserver.host)
+    apiserver.failures = [
+        ("PATCH", "/pods/conflict", 409, "the object has been modified"),
+        ("GET", "/pods/boom", 500, "etcd is having a bad day"),
+    ]
     body = {"metadata": {"labels": {"a": "b"}}}
     calls = {
         "conflict": lambda: api.patch_namespaced_pod(call, "default", body),
@@ -121,7 +143,7 @@ def test_api_exceptions_are_recorded_with_their_status(
 
 
 def test_connection_refused(exporter: InMemorySpanExporter) -> None:
-    with FakeAPIServer().running() as gone:
+    with FakeCluster().running() as gone:
         host = gone.host
     import urllib3
 
@@ -136,7 +158,7 @@ def test_connection_refused(exporter: InMemorySpanExporter) -> None:
 
 
 def test_no_double_span_with_the_urllib3_instrumentation(
-    exporter: InMemorySpanExporter, apiserver: FakeAPIServer
+    exporter: InMemorySpanExporter, apiserver: FakeCluster
 ) -> None:
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
@@ -153,7 +175,7 @@ def test_no_double_span_with_the_urllib3_instrumentation(
     ]
 
 
-def test_uninstrument_and_idempotence(apiserver: FakeAPIServer) -> None:
+def test_uninstrument_and_idempotence(apiserver: FakeCluster) -> None:
     provider, memory = recording_provider()
     instrumentor = KubernetesClientInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
@@ -165,7 +187,7 @@ def test_uninstrument_and_idempotence(apiserver: FakeAPIServer) -> None:
     assert "traceparent" not in apiserver.requests[-1].headers
 
 
-def test_kubernetes_asyncio(exporter: InMemorySpanExporter, apiserver: FakeAPIServer) -> None:
+def test_kubernetes_asyncio(exporter: InMemorySpanExporter, apiserver: FakeCluster) -> None:
     import kubernetes_asyncio
 
     async def read() -> str:

@@ -207,7 +207,7 @@ def test_configure_log_correlation_with_the_json_formatter(otlp_receiver: Any) -
             None,
             None,
             [
-                "INFO [app] [<string>:",
+                "INFO [app] [probes.py:",
                 "trace_id= span_id= resource.service.name=svc trace_sampled=False] - info",
             ],
         ),
@@ -218,8 +218,6 @@ def test_log_correlation_from_the_env_calls_basic_config_with_level_and_format(
     level: Any, log_format: Any, expected: list[str]
 ) -> None:
     import os
-    import subprocess
-    import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
     env.update({"OTEL_PYTHON_LOG_CORRELATION": "true", "OTEL_SERVICE_NAME": "svc"})
@@ -227,14 +225,10 @@ def test_log_correlation_from_the_env_calls_basic_config_with_level_and_format(
         env["OTEL_PYTHON_LOG_LEVEL"] = level
     if log_format:
         env["OTEL_PYTHON_LOG_FORMAT"] = log_format
-    program = (
-        "import logging, k8s_otel\nk8s_otel.configure()\n"
-        "logging.getLogger('app').debug('debug')\nlogging.getLogger('app').info('info')\n"
-        "logging.getLogger('app').warning('warning')\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True, env=env
-    )
+    import subprocess_scripts
+
+    result = subprocess_scripts.run("probes", "log_levels", env=env)
+    assert result.returncode == 0, result.stderr
     lines = [
         line for line in result.stderr.splitlines() if "debug" in line or "info" in line or "warning" in line
     ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
-import sys
 from email.parser import Parser
 from typing import Any
 
@@ -307,17 +305,12 @@ def test_propagator_with_the_sdk_getter_and_setter() -> None:
 
 
 def test_otel_propagators_selects_it() -> None:
-    code = (
-        "from opentelemetry.propagate import get_global_textmap, extract;"
-        f"print(type(get_global_textmap()._propagators[0]).__name__, extract({{'tracestate': '1a=b', 'traceparent': '{VALID}'}}))"
+    import subprocess_scripts
+
+    result = subprocess_scripts.run(
+        "probes", "global_propagator", VALID, env={**os.environ, "OTEL_PROPAGATORS": "k8s"}
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "OTEL_PROPAGATORS": "k8s"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("KubernetesPropagator")
     assert (
         "trace_state=['{key=1a, value=b}']" in result.stdout

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -230,15 +229,10 @@ def test_garbage_in_cgroup_and_mountinfo_never_raises(cgroup: bytes, mountinfo: 
 # --- the entry-point paths and configure() -----------------------------------------------------
 
 
-def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import subprocess_scripts
+
+    return subprocess_scripts.run("probes", "sdk_resource", *args, env={**os.environ, **env})
 
 
 POD_ENV = {
@@ -251,10 +245,8 @@ POD_ENV = {
 
 
 def test_entry_point_through_the_sdk_resource_configuration() -> None:
-    code = "import json; from opentelemetry.sdk.resources import Resource; print(json.dumps(dict(Resource.create().attributes)))"
     result = _run(
-        code,
-        {
+        env={
             **POD_ENV,
             "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "k8s",
             "OTEL_RESOURCE_ATTRIBUTES": "k8s.cluster.name=prod,k8s.pod.ip=override,bad-pair,x=a%2Cb",
@@ -271,9 +263,9 @@ def test_entry_point_through_the_sdk_resource_configuration() -> None:
 
 
 def test_user_service_name_wins_through_the_sdk() -> None:
-    code = "from opentelemetry.sdk.resources import Resource; print(Resource.create().attributes['service.name'])"
     result = _run(
-        code, {**POD_ENV, "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "k8s", "OTEL_SERVICE_NAME": "mine"}
+        "service.name",
+        env={**POD_ENV, "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "k8s", "OTEL_SERVICE_NAME": "mine"},
     )
     assert result.stdout.strip() == "mine"
 

@@ -115,7 +115,8 @@ def test_what_the_docs_say_falls_back_and_what_does_not() -> None:
         # Not valid JSON inside "object": not flagged on this path (the app's parser refuses it).
         broken = _go_body().replace(b'"data":"xxx', b'"data":xxx', 1)
         assert read_review_fields(broken) is not None
-        assert parse_review_request(broken, fast=False).problems == ("request body is not JSON",)
+        [problem] = parse_review_request(broken, fast=False).problems
+        assert "JSON" in problem
 
 
 def test_a_member_after_request_ending_in_dry_run_is_the_documented_blind_spot() -> None:

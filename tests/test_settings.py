@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 import k8s_otel
 from k8s_otel._settings import EffectiveSettings, HeaderValue, parse_headers, resolve_settings
-from k8s_otel._wiring import AlreadyConfiguredError, _same_or_raise
 
 TOKEN = "s3cr3t-t0ken"
 
@@ -152,7 +151,8 @@ def test_insecure_argument_wins() -> None:
 
 def test_missing_certificate_file_is_reported() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": "/does/not/exist.pem"})
-    assert any("OTEL_EXPORTER_OTLP_CERTIFICATE" in p and "does not exist" in p for p in s.problems)
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in problem and "/does/not/exist.pem" in problem
 
 
 def test_operator_injected_http_protobuf() -> None:
@@ -184,24 +184,27 @@ def test_file_endpoint_is_grpc_even_when_env_says_http(tmp_path: Path) -> None:
         config_file=config_file(tmp_path), environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
     )
     assert (s.protocol.value, s.protocol.source) == ("grpc", "file")
-    assert any("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf is ignored" in p for p in s.problems)
+    assert any("OTEL_EXPORTER_OTLP_PROTOCOL" in p and "http/protobuf" in p for p in s.problems)
 
 
 def test_grpc_to_the_http_port_is_flagged() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
-    assert any("4318" in p and "OTLP/HTTP port" in p for p in s.problems)
+    [problem] = s.problems
+    assert "collector:4318" in problem
 
 
 @pytest.mark.parametrize("protocol", ["http/json", "thrift", "GRPCX"])
 def test_unsupported_protocols_are_flagged(protocol: str) -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
-    assert any("is not supported" in p for p in s.problems)
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in problem and protocol.lower() in problem.lower()
 
 
 def test_http_protocol_without_scheme_gets_http() -> None:
     s = resolve_settings(protocol="http/protobuf", endpoint="collector:4318")
     assert s.endpoint.value == "http://collector:4318"
-    assert any("no http:// or https:// scheme" in p for p in s.problems)
+    [problem] = s.problems
+    assert "collector:4318" in problem
 
 
 def test_timeout_is_milliseconds_as_the_spec_says() -> None:
@@ -217,7 +220,8 @@ def test_timeout_is_milliseconds_as_the_spec_says() -> None:
 def test_bad_timeout_falls_back(value: str) -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_TIMEOUT": value})
     assert (s.timeout_millis.value, s.timeout_millis.source) == (10_000.0, "default")
-    assert any("OTEL_EXPORTER_OTLP_TIMEOUT" in p for p in s.problems)
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT" in problem and value in problem
 
 
 @pytest.mark.parametrize(("value", "expected"), [("gzip", "gzip"), ("none", "none"), ("GZIP", "gzip")])
@@ -230,7 +234,8 @@ def test_compression(value: str, expected: str) -> None:
 def test_bad_compression_falls_back_to_none() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "zstd"})
     assert s.compression.value == "none"
-    assert "must be gzip or none" in s.problems[0]
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" in problem and "zstd" in problem
 
 
 def test_headers_from_env_are_parsed_and_redacted() -> None:
@@ -240,7 +245,7 @@ def test_headers_from_env_are_parsed_and_redacted() -> None:
     assert s.header_pairs() == (("authorization", f"Bearer {TOKEN}"), ("x-tenant", "a,b"))
     assert TOKEN not in repr(s) and TOKEN not in str(s.as_dict())
     assert s.as_dict()["headers"]["value"] == ["authorization", "x-tenant"]
-    assert len(s.problems) == 2 and all("OTEL_EXPORTER_OTLP_HEADERS: entry" in p for p in s.problems)
+    assert len(s.problems) == 2 and all("OTEL_EXPORTER_OTLP_HEADERS" in p for p in s.problems)
 
 
 def test_traces_headers_win() -> None:
@@ -270,13 +275,15 @@ def test_other_samplers_are_ignored_with_a_problem() -> None:
         environ={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     )
     assert s.sampling_rate_per_million.value is None
-    assert "OTEL_TRACES_SAMPLER=parentbased_traceidratio is ignored" in s.problems[0]
+    [problem] = s.problems
+    assert "OTEL_TRACES_SAMPLER" in problem and "parentbased_traceidratio" in problem
 
 
 def test_bad_sampler_arg_is_a_problem_and_unset() -> None:
     s = resolve_settings(environ={"OTEL_TRACES_SAMPLER": "k8s_per_million", "OTEL_TRACES_SAMPLER_ARG": "0.5"})
     assert s.sampling_rate_per_million.value is None
-    assert "OTEL_TRACES_SAMPLER_ARG" in s.problems[0]
+    [problem] = s.problems
+    assert "OTEL_TRACES_SAMPLER_ARG" in problem and "0.5" in problem
 
 
 def test_bad_rate_argument_raises() -> None:
@@ -321,11 +328,12 @@ def test_values_are_bounded_in_problems() -> None:
 def test_an_unparseable_env_endpoint_is_reported_not_raised(name: str) -> None:
     s = resolve_settings(environ={name: "http://[::1"})
     assert (s.endpoint.value, s.endpoint.source) == ("localhost:4317", "default")
-    assert "cannot be parsed" in s.problems[0] and name in s.problems[0]
+    [problem] = s.problems
+    assert name in problem and "http://[::1" in problem
 
 
 def test_an_unparseable_endpoint_argument_raises() -> None:
-    with pytest.raises(ValueError, match="cannot be parsed"):
+    with pytest.raises(ValueError, match=r"endpoint.*http://\[::1"):
         resolve_settings(endpoint="http://[::1", environ={})
 
 
@@ -373,37 +381,40 @@ def test_encoded_control_characters_are_refused_naming_only_the_header(text: str
         return
     assert s.header_pairs() == ()
     assert len(s.problems) == 1
-    assert "header 'authorization'" in s.problems[0] and "control character" in s.problems[0]
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in s.problems[0] and "'authorization'" in s.problems[0]
     assert CANARY not in shown_everywhere(s)
 
 
 def test_control_characters_in_argument_values_are_refused() -> None:
     s = resolve_settings(headers=[("x-token", f"{CANARY}\nx-evil: 1"), ("ok", "1")], environ={})
     assert s.header_pairs() == (("ok", "1"),)
-    assert "headers argument: header 'x-token': the value holds a control character" in s.problems[0]
+    [problem] = s.problems
+    assert "headers" in problem and "'x-token'" in problem
     assert CANARY not in shown_everywhere(s)
 
 
 def test_non_ascii_values_are_refused_for_grpc() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": "x-name=caf%C3%A9"})
     assert s.header_pairs() == ()
-    assert "not ASCII" in s.problems[0]
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in problem and "'x-name'" in problem
 
 
 def test_colon_form_never_shows_the_credential() -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": f"Authorization: Basic {CANARY}=="})
     assert s.header_pairs() == ()
-    assert s.problems == (
-        "OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not a valid name=value pair "
-        "(it looks like 'Name: value'; write name=value); skipped",
-    )
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in problem and "entry 1" in problem
+    assert "name=value" in problem  # the hint: how to write it
+    assert CANARY not in problem
 
 
 @pytest.mark.parametrize("text", [f"{CANARY}==", f"{CANARY}=", CANARY, f"Bearer {CANARY}", f"{CANARY}=x"])
 def test_a_pasted_token_is_not_taken_for_a_header_name(text: str) -> None:
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": text})
     assert s.header_pairs() == ()
-    assert s.problems == ("OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not a valid name=value pair; skipped",)
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in problem and "entry 1" in problem
     assert CANARY not in shown_everywhere(s)
 
 
@@ -412,10 +423,10 @@ def test_a_raw_comma_in_a_value_never_makes_a_new_header() -> None:
         environ={"OTEL_EXPORTER_OTLP_HEADERS": f"x-first=1,authorization=Basic {CANARY},rest"}
     )
     assert s.header_pairs() == (("x-first", "1"),)
-    assert s.problems == (
-        "OTEL_EXPORTER_OTLP_HEADERS: entry 3 has no '=': if it is the rest of the value of header "
-        "'authorization' (entry 2), that value holds a comma, which must be percent-encoded as %2C; both skipped",
-    )
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in problem and "entry 3" in problem and "'authorization'" in problem
+    assert "%2C" in problem  # the hint: how to write a comma
+    assert CANARY not in problem
     encoded = resolve_settings(environ={"OTEL_EXPORTER_OTLP_HEADERS": "authorization=a%2Cb"})
     assert encoded.header_pairs() == (("authorization", "a,b"),)
     as_argument = resolve_settings(headers={"x-list": "a, b"}, environ={})
@@ -437,10 +448,9 @@ def test_unencoded_quote_semicolon_and_backslash_are_refused_before_the_sdk_logs
 def test_invalid_names_are_refused_and_shown_only_if_they_are_tokens() -> None:
     s = resolve_settings(headers={"bad name": CANARY, "x-ok": "1", "\x00": CANARY}, environ={})
     assert s.header_pairs() == (("x-ok", "1"),)
-    assert s.problems == (
-        "headers argument: header 1 has a name that is not a header token; skipped",
-        "headers argument: header 3 has a name that is not a header token; skipped",
-    )
+    first, third = s.problems
+    assert "header 1" in first and "header 3" in third
+    assert CANARY not in first + third and "bad name" not in first
 
 
 def test_header_values_are_hidden_by_str_repr_asdict_list_and_indexing() -> None:
@@ -478,7 +488,7 @@ def test_endpoint_userinfo_is_dropped_and_reported(endpoint: str, stripped: str)
     ):
         assert s.endpoint.value == stripped
         assert CANARY not in s.grpc_target
-        assert any("the user information before '@' is ignored" in p for p in s.problems)
+        assert sum("@" in p for p in s.problems) == 1  # reported once, naming what is dropped
         assert CANARY not in shown_everywhere(s)
 
 
@@ -500,14 +510,14 @@ def test_endpoint_userinfo_from_a_file_is_dropped(tmp_path: Path) -> None:
 
 
 def test_handle_repr_and_already_configured_never_show_userinfo() -> None:
-    handle = k8s_otel.configure(endpoint=f"http://u:{CANARY}@127.0.0.1:1", install=False)
-    try:
-        assert CANARY not in repr(handle)
-    finally:
-        handle.shutdown()
-    with pytest.raises(AlreadyConfiguredError) as error:
-        _same_or_raise(handle, {**handle._arguments, "endpoint": f"http://u:{CANARY}@127.0.0.1:2"})
-    assert CANARY not in str(error.value)
+    import subprocess_scripts
+
+    # The installed handle and the error of a second, different call, in a fresh interpreter.
+    result = subprocess_scripts.run("wiring", "userinfo_conflict", CANARY)
+    assert result.returncode == 0, result.stderr
+    assert "TracingHandle" in result.stdout and "AlreadyConfiguredError" in result.stdout
+    assert "127.0.0.1:2" in result.stdout  # the error names what differs
+    assert CANARY not in result.stdout + result.stderr
 
 
 def test_configure_with_a_file_pyyaml_cannot_build_keeps_going(
@@ -521,7 +531,9 @@ def test_configure_with_a_file_pyyaml_cannot_build_keeps_going(
         handle = k8s_otel.configure(config_file=path, install=False)
     try:
         assert handle.settings.sampling_rate_per_million.value is None
-        assert "cannot be decoded (PyYAML raised ValueError); the file is ignored" in caplog.text
+        [record] = [r for r in caplog.records if r.name.startswith("k8s_otel")]
+        assert record.levelno == logging.ERROR
+        assert "line 3" in record.getMessage() and "ValueError" in record.getMessage()  # where, and what
     finally:
         handle.shutdown()
 
@@ -530,7 +542,8 @@ def test_configure_with_a_fifo_as_the_file_does_not_block(tmp_path: Path) -> Non
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     s = resolve_settings(config_file=fifo, environ={})
-    assert "not a regular file" in s.problems[0]
+    [problem] = s.problems
+    assert str(fifo) in problem
 
 
 _HEADER_TEXT = st.lists(
@@ -659,7 +672,8 @@ def test_a_fifo_as_a_tls_file_is_reported_and_never_read(tmp_path: Path) -> None
     fifo = tmp_path / "ca.pem"
     os.mkfifo(fifo)
     s = resolve_settings(environ={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(fifo)})
-    assert "does not exist or is not a file" in s.problems[0]
+    [problem] = s.problems
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in problem and str(fifo) in problem
     assert _read(str(fifo)) is None  # returns at once instead of waiting for a writer
 
 

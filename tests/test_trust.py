@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import math
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -123,12 +124,14 @@ def test_parse() -> None:
     assert TrustPolicy.parse("trust") is TRUST
     assert TrustPolicy.parse(" LINK ") is LINK
     assert TrustPolicy.parse(LINK) is LINK
-    for bad in ("parent", "", 3):
-        with pytest.raises(ValueError, match="trust policy"):
-            TrustPolicy.parse(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mode"):
+    for bad in ("parent", ""):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):  # names the value refused
+            TrustPolicy.parse(bad)
+    with pytest.raises(ValueError, match="int"):  # names the type refused
+        TrustPolicy.parse(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'maybe'"):
         TrustPolicy("maybe")
-    with pytest.raises(ValueError, match="rule exactly when"):
+    with pytest.raises(ValueError, match="rule"):
         TrustPolicy("rule")
 
 

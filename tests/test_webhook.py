@@ -21,7 +21,7 @@ from k8s_otel.cli._receiver import OTLPReceiver, ReceivedSpan
 from k8s_otel.webhook import ASGIMiddleware, WSGIMiddleware
 from webhook_support import (
     SECRET_VALUE,
-    FakeAPIServer,
+    WebhookCaller,
     asgi_server,
     fixture,
     make_asgi_app,
@@ -44,8 +44,8 @@ def webhook_tracing(otlp_receiver: OTLPReceiver) -> Iterator[TracingHandle]:
 
 
 @pytest.fixture
-def apiserver(otlp_receiver: OTLPReceiver) -> Iterator[FakeAPIServer]:
-    fake = FakeAPIServer(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True))
+def apiserver(otlp_receiver: OTLPReceiver) -> Iterator[WebhookCaller]:
+    fake = WebhookCaller(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True))
     yield fake
     fake.provider.shutdown()
 
@@ -81,7 +81,7 @@ def webhook_span(spans: list[ReceivedSpan]) -> ReceivedSpan:
 
 
 def test_webhook_span_sits_inside_the_apiserver_trace(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     document = review()
     with serve(webhook_type="validating") as port:
@@ -120,7 +120,7 @@ def test_webhook_span_sits_inside_the_apiserver_trace(
 
 
 def test_secrets_and_user_are_never_recorded_by_default(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     with serve() as port:
         apiserver.call(port, json.dumps(review()).encode())
@@ -131,7 +131,7 @@ def test_secrets_and_user_are_never_recorded_by_default(
 
 
 def test_user_is_opt_in(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     with serve(record_user=True) as port:
         apiserver.call(port, json.dumps(review()).encode())
@@ -146,7 +146,7 @@ def test_user_is_opt_in(
 )
 def test_upstream_fixtures_and_byte_identical_responses(
     serve: Serve,
-    apiserver: FakeAPIServer,
+    apiserver: WebhookCaller,
     otlp_receiver: OTLPReceiver,
     webhook_tracing: TracingHandle,
     name: str,
@@ -177,7 +177,7 @@ def test_upstream_fixtures_and_byte_identical_responses(
 
 
 def test_denied_is_not_an_error(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     document = review(object={"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"deny": "x"}}})
     with serve() as port:
@@ -191,7 +191,7 @@ def test_denied_is_not_an_error(
 
 
 def test_handler_exception_is_an_error_and_propagates(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     with serve(bare=True) as port:
         bare = apiserver.call(port, json.dumps(review()).encode(), path="/boom")
@@ -208,7 +208,7 @@ def test_handler_exception_is_an_error_and_propagates(
 
 
 def test_http_5xx_is_an_error(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     with serve() as port:
         call = apiserver.call(port, json.dumps(review()).encode(), path="/fail")
@@ -251,7 +251,7 @@ def test_http_5xx_is_an_error(
 )
 def test_bad_requests_reach_the_app_unchanged(
     serve: Serve,
-    apiserver: FakeAPIServer,
+    apiserver: WebhookCaller,
     otlp_receiver: OTLPReceiver,
     webhook_tracing: TracingHandle,
     body: bytes,
@@ -271,7 +271,7 @@ def test_bad_requests_reach_the_app_unchanged(
 
 
 def test_oversized_body_passes_through_uninspected(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     body = json.dumps(review(object={"data": "x" * 5000})).encode()
     with serve(max_body_bytes=1024) as port:
@@ -295,7 +295,7 @@ def test_oversized_body_passes_through_uninspected(
 )
 def test_responses_the_apiserver_would_reject_are_flagged(
     serve: Serve,
-    apiserver: FakeAPIServer,
+    apiserver: WebhookCaller,
     otlp_receiver: OTLPReceiver,
     webhook_tracing: TracingHandle,
     caplog: pytest.LogCaptureFixture,
@@ -317,7 +317,7 @@ def test_responses_the_apiserver_would_reject_are_flagged(
 
 
 def test_streamed_responses_still_stream_and_are_inspected(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     document = review()
     with serve(bare=True) as port:
@@ -332,7 +332,7 @@ def test_streamed_responses_still_stream_and_are_inspected(
 
 
 def test_fifty_parallel_requests_give_fifty_correct_spans(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     with serve() as port, ThreadPoolExecutor(max_workers=16) as pool:
         calls = list(
@@ -351,7 +351,7 @@ def test_fifty_parallel_requests_give_fifty_correct_spans(
 
 
 def test_link_policy_starts_a_new_root_with_a_link(
-    serve: Serve, apiserver: FakeAPIServer, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
+    serve: Serve, apiserver: WebhookCaller, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
     # A new root is sampled by the webhook's own rate: configure one that samples everything.
     handle = k8s_otel.configure(
@@ -375,7 +375,7 @@ def test_link_policy_starts_a_new_root_with_a_link(
 def test_unsampled_requests_pass_through_and_propagate(
     serve: Serve, otlp_receiver: OTLPReceiver, webhook_tracing: TracingHandle
 ) -> None:
-    quiet = FakeAPIServer(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
+    quiet = WebhookCaller(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
     try:
         with serve(webhook_type="validating") as port:
             call = quiet.call(port, json.dumps(review()).encode())
@@ -389,11 +389,10 @@ def test_unsampled_requests_pass_through_and_propagate(
 
 
 def test_importing_the_webhook_package_imports_no_framework() -> None:
-    code = (
-        "import sys, k8s_otel.webhook as w; w.WSGIMiddleware; w.ASGIMiddleware; w.admission_handler; "
-        "print([m for m in ('flask', 'fastapi', 'starlette', 'werkzeug', 'uvicorn', 'django') if m in sys.modules])"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    import subprocess_scripts
+
+    result = subprocess_scripts.run("probes", "webhook_imports")
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
@@ -481,7 +480,7 @@ def test_a_stream_without_length_or_end_is_never_read(sampled_handle: TracingHan
 @pytest.mark.parametrize("workers", [["-w", "2"], ["-w", "2", "--worker-class", "gthread", "--threads", "8"]],
                          ids=["sync", "gthread"])  # fmt: skip
 def test_gunicorn_preload_forked_workers_export(
-    otlp_receiver: OTLPReceiver, apiserver: FakeAPIServer, workers: list[str]
+    otlp_receiver: OTLPReceiver, apiserver: WebhookCaller, workers: list[str]
 ) -> None:
     # --preload: configure() runs in the master before the fork; each worker must build its own
     # exporter (a gRPC channel from before fork() is unusable in the child), and flush on exit.
@@ -593,12 +592,15 @@ def test_admission_handler_decorator() -> None:
 def test_the_docs_list_every_attribute_key() -> None:
     from pathlib import Path
 
+    from doc_tables import rows, section, tokens
     from k8s_otel.webhook._core import attribute_keys
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
-    # In the key column of an attribute table, not just anywhere: `name` and `kind` are common words.
-    key_cells = [line.split("|")[1] for line in docs.splitlines() if line.startswith("| `")]
-    assert [key for key in attribute_keys() if not any(f"`{key}`" in cell for cell in key_cells)] == []
+    # A whole token in the key column of a table under "### Attributes", not just anywhere:
+    # `name` and `kind` are common words, and `request.resource` holds `resource`.
+    keys = set().union(*(tokens(row[0]) for row in rows(section(docs, "### Attributes"))))
+    assert len(keys) >= 10
+    assert [key for key in attribute_keys() if key not in keys] == []
 
 
 # --- issue 11: secrets, sizes, bodies -----------------------------------------------------------
@@ -607,7 +609,7 @@ def test_the_docs_list_every_attribute_key() -> None:
 @pytest.mark.parametrize("opt_in", [False, True])
 def test_app_exception_text_is_opt_in(
     serve: Serve,
-    apiserver: FakeAPIServer,
+    apiserver: WebhookCaller,
     otlp_receiver: OTLPReceiver,
     webhook_tracing: TracingHandle,
     opt_in: bool,
@@ -795,7 +797,7 @@ def test_unsampled_streams_under_werkzeug_keep_the_apiservers_trace(
 
         return body()
 
-    quiet = FakeAPIServer(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
+    quiet = WebhookCaller(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True), sampled=False)
     try:
         with wsgi_server(WSGIMiddleware(streaming, tracer_provider=webhook_tracing.tracer_provider)) as port:
             call = quiet.call(port, json.dumps(review()).encode())

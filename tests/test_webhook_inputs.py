@@ -122,7 +122,8 @@ def test_parsers_never_raise_on_hostile_mappings() -> None:
     assert parse_review_request(Hostile()).problems
     assert check_review_response(parse_review_request(review()), Hostile()).problems
     deep = b'{"kind":' * 100_000 + b"{}" + b"}" * 100_000
-    assert parse_review_request(deep).problems == ("request body is not JSON",)
+    [problem] = parse_review_request(deep).problems
+    assert "JSON" in problem
 
 
 # --- exception text is opt-in -----------------------------------------------------------------
@@ -303,7 +304,7 @@ def test_a_path_filter_function_and_a_broken_one(
         _call(middleware, _environ(body))
         span = memory.get_finished_spans()[-1]
         assert ("UID" in (span.attributes or {})) is read
-    with pytest.raises(ValueError, match="paths must be"):
+    with pytest.raises(ValueError, match=r"paths.*'/validate'"):  # the option, and the value refused
         WSGIMiddleware(_answer(allow), paths="/validate")
 
 

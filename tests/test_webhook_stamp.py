@@ -517,13 +517,13 @@ def test_plain_http_and_a_failed_handshake_do_not_stop_the_server(https: tuple[A
 
 
 def test_serve_https_runs_until_sigterm(certificate: tuple[str, str]) -> None:
-    script = (
-        "import sys; from k8s_otel.webhook._stamp import serve_https\n"
-        "serve_https('127.0.0.1', 0, sys.argv[1], sys.argv[2], ready=lambda a: print(a[1], flush=True))\n"
-        "print('stopped', flush=True)\n"
-    )
+    import subprocess_scripts
+
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *certificate], stdout=subprocess.PIPE, text=True, env={**os.environ}
+        subprocess_scripts.command("probes", "serve_stamp", *certificate),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_scripts.environment(),
     )
     try:
         assert process.stdout is not None
@@ -627,6 +627,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(
     shutil.copy(certificate[0], cert)
     shutil.copy(certificate[1], key)
     server = make_https_server("127.0.0.1", 0, str(cert), str(key))
+    server.RELOAD_SECONDS = 0.0  # type: ignore[attr-defined]  # the documented interval: check on every connection
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
@@ -647,12 +648,10 @@ def test_a_renewed_certificate_is_served_without_a_restart(
         os.utime(
             cert, (os.stat(cert).st_atime, os.stat(cert).st_mtime + 5)
         )  # a later mtime, whatever the clock
-        server._checked = 0.0  # type: ignore[attr-defined]  # the next connection checks the files
         after = served()
         assert after != before
         cert.write_text("half-written")  # a renewal caught mid-write: the current certificate stays
         os.utime(cert, (os.stat(cert).st_atime, os.stat(cert).st_mtime + 10))
-        server._checked = 0.0  # type: ignore[attr-defined]
         assert served() == after
     finally:
         server.shutdown()

@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry import trace
@@ -25,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import k8s_otel
+import subprocess_scripts
 from k8s_otel._exporter import build_exporter
 from k8s_otel._settings import Setting, resolve_settings
 from k8s_otel._wiring import TracingHandle
@@ -47,6 +47,13 @@ def local(handles: list[TracingHandle], **kwargs: object) -> TracingHandle:
     handle = k8s_otel.configure(install=False, **kwargs)  # type: ignore[arg-type]
     handles.append(handle)
     return handle
+
+
+def exports_nothing(handle: TracingHandle) -> bool:
+    """A sampled span goes to no exporter: nothing counts it as ended (docs/export.md)."""
+    with handle.tracer_provider.get_tracer("t").start_as_current_span("sampled"):
+        pass
+    return handle.statistics().ended == 0
 
 
 def remote_parent(sampled: bool) -> object:
@@ -241,23 +248,23 @@ def test_http_protobuf_without_the_exporter_is_refused_not_sent_as_grpc(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     exporter, reason = build_exporter(resolve_settings())
     assert exporter is None
-    assert reason is not None and "pip install 'k8s-otel[http]'" in reason
-    with caplog.at_level(logging.ERROR):
-        handle = local(handles)
-    assert "k8s-otel[http]" in caplog.text
-    assert handle._processor is None
+    assert reason is not None and "k8s-otel[http]" in reason  # names the extra to install
+    with caplog.at_level(logging.DEBUG):
+        handle = local(handles, sampling_rate_per_million=1_000_000)
+    assert [r.levelno for r in caplog.records if "k8s-otel[http]" in r.getMessage()] == [logging.ERROR]
+    assert exports_nothing(handle)
 
 
 def test_unsupported_protocol_exports_nothing(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, handles: list[TracingHandle]
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-    with caplog.at_level(logging.ERROR):
-        handle = local(handles)
-    assert handle._processor is None
-    # Reported once, where the user reads problems, and logged once (it used to be logged twice).
-    assert [p for p in handle.settings.problems if "http/json" in p] != []
-    assert len([r for r in caplog.records if "http/json" in r.getMessage()]) == 1
+    with caplog.at_level(logging.DEBUG):
+        handle = local(handles, sampling_rate_per_million=1_000_000)
+    assert exports_nothing(handle)
+    # Reported once, where the user reads problems, and logged once, at ERROR, naming the value.
+    assert len([p for p in handle.settings.problems if "http/json" in p]) == 1
+    assert [r.levelno for r in caplog.records if "'http/json'" in r.getMessage()] == [logging.ERROR]
 
 
 def test_no_secret_reaches_logs_or_reprs(
@@ -302,51 +309,29 @@ def test_fork_child_builds_its_own_exporter(
 
 # --- the global install, in subprocesses -------------------------------------------------------
 
-PRELUDE = """
-import os, sys, time, signal, logging
-logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-import k8s_otel
-from opentelemetry import trace
-"""
 
-
-def run(
-    script: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+def run(scenario: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    return subprocess_scripts.run(
+        "wiring", scenario, *args, env={**os.environ, **(env or {})}, timeout=timeout
     )
 
 
 def test_second_call_returns_the_same_handle_or_raises(otlp_receiver: OTLPReceiver) -> None:
-    result = run(
-        f"""
-        h1 = k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, headers={{"x-token": "{TOKEN}"}})
-        h2 = k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, headers={{"x-token": "{TOKEN}"}})
-        assert h1 is h2 and h1.installed
-        assert trace.get_tracer_provider() is h1.tracer_provider
-        assert len(h1.tracer_provider._active_span_processor._span_processors) == 1
-        try:
-            k8s_otel.configure(endpoint="other:4317", headers={{"x-token": "changed"}})
-        except k8s_otel._wiring.AlreadyConfiguredError as error:
-            print(error)
-        """
-    )
+    result = run("second_call", otlp_receiver.endpoint, TOKEN)
     assert result.returncode == 0, result.stderr
-    assert "already called with different arguments" in result.stdout
-    assert "'other:4317'" in result.stdout and "headers: <redacted>" in result.stdout
+    assert [s.name for s in otlp_receiver.spans()] == ["once"]  # one exporter, not two
+    assert result.stdout.startswith("AlreadyConfiguredError ")
+    assert "'other:4317'" in result.stdout and "<redacted>" in result.stdout  # what differs, hidden
     assert TOKEN not in result.stdout + result.stderr
 
 
-def sigterm_after_ready(script: str) -> tuple[int, str]:
-    """Run ``script`` until it prints "ready", send SIGTERM, return its exit code and later output."""
+def sigterm_after_ready(*args: str) -> tuple[int, str]:
+    """Run a scenario until it prints "ready", send SIGTERM, return its exit code and later output."""
     process = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+        subprocess_scripts.command("wiring", *args),
+        env=subprocess_scripts.environment(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -359,45 +344,19 @@ def sigterm_after_ready(script: str) -> tuple[int, str]:
 
 
 def test_sigterm_flushes_then_dies_by_sigterm(otlp_receiver: OTLPReceiver) -> None:
-    returncode, _ = sigterm_after_ready(
-        f"""
-        k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, sampling_rate_per_million=1000000)
-        with trace.get_tracer("t").start_as_current_span("before-sigterm"):
-            pass
-        print("ready", flush=True)
-        time.sleep(60)
-        """
-    )
+    returncode, _ = sigterm_after_ready("sigterm_flush", otlp_receiver.endpoint)
     assert returncode == -signal.SIGTERM  # the default action still happens
     assert [s.name for s in otlp_receiver.spans()] == ["before-sigterm"]
 
 
 def test_sigterm_chains_the_application_handler(otlp_receiver: OTLPReceiver) -> None:
-    returncode, output = sigterm_after_ready(
-        f"""
-        def app_handler(signum, frame):
-            print("app handler ran", flush=True)
-            sys.exit(0)
-        signal.signal(signal.SIGTERM, app_handler)
-        k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, sampling_rate_per_million=1000000)
-        with trace.get_tracer("t").start_as_current_span("chained"):
-            pass
-        print("ready", flush=True)
-        time.sleep(60)
-        """
-    )
+    returncode, output = sigterm_after_ready("sigterm_chain", otlp_receiver.endpoint)
     assert (returncode, output.strip()) == (0, "app handler ran")
     assert [s.name for s in otlp_receiver.spans()] == ["chained"]
 
 
 def test_exit_flushes_through_atexit(otlp_receiver: OTLPReceiver) -> None:
-    result = run(
-        f"""
-        k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, sampling_rate_per_million=1000000)
-        with trace.get_tracer("t").start_as_current_span("at-exit"):
-            pass
-        """
-    )
+    result = run("exit_flush", otlp_receiver.endpoint, "at-exit")
     assert result.returncode == 0, result.stderr
     assert [s.name for s in otlp_receiver.spans()] == ["at-exit"]
 
@@ -407,31 +366,13 @@ def test_exit_is_not_held_up_by_a_dead_collector() -> None:
     endpoint = receiver.endpoint
     receiver.stop()
     started = time.monotonic()
-    result = run(
-        f"""
-        k8s_otel.configure(endpoint={endpoint!r}, sampling_rate_per_million=1000000)
-        with trace.get_tracer("t").start_as_current_span("lost"):
-            pass
-        """,
-        timeout=30,
-    )
+    result = run("exit_flush", endpoint, "lost", timeout=30)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 15  # 5 s shutdown budget plus interpreter start
 
 
 def test_sdk_disabled_still_propagates(otlp_receiver: OTLPReceiver) -> None:
-    result = run(
-        f"""
-        from opentelemetry.propagate import extract, inject
-        handle = k8s_otel.configure(endpoint={otlp_receiver.endpoint!r}, sampling_rate_per_million=1000000)
-        incoming = {{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
-        with trace.get_tracer("t").start_as_current_span("noop", context=extract(incoming)):
-            outgoing = {{}}
-            inject(outgoing)
-        print(type(handle.tracer_provider).__name__, outgoing["traceparent"])
-        """,
-        env={"OTEL_SDK_DISABLED": "true"},
-    )
+    result = run("sdk_disabled", otlp_receiver.endpoint, env={"OTEL_SDK_DISABLED": "true"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "_PropagatingTracerProvider",
@@ -441,34 +382,16 @@ def test_sdk_disabled_still_propagates(otlp_receiver: OTLPReceiver) -> None:
 
 
 def test_a_provider_installed_by_someone_else_is_left_alone() -> None:
-    result = run(
-        """
-        from opentelemetry.sdk.trace import TracerProvider
-        theirs = TracerProvider()
-        trace.set_tracer_provider(theirs)
-        handle = k8s_otel.configure()
-        print(handle.installed, trace.get_tracer_provider() is theirs)
-        """
-    )
+    result = run("foreign_provider")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
-    assert "already installed" in result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("WARNING:k8s_otel")]
+    assert "TracerProvider" in warning  # names what holds the global slot
 
 
 def test_sampler_entry_point_through_the_sdk_configurator(otlp_receiver: OTLPReceiver) -> None:
     # The zero-code path: the SDK's own configurator (what opentelemetry-instrument runs) loads the
     # sampler by entry-point name and passes OTEL_TRACES_SAMPLER_ARG verbatim.
-    script = """
-    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-    _OTelSDKConfigurator().configure()
-    provider = trace.get_tracer_provider()
-    print(provider.sampler.get_description())
-    tracer = trace.get_tracer("t")
-    for _ in range(20):
-        with tracer.start_as_current_span("root"):
-            pass
-    provider.shutdown()
-    """
     env = {
         "OTEL_TRACES_SAMPLER": "k8s_per_million",
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -477,16 +400,16 @@ def test_sampler_entry_point_through_the_sdk_configurator(otlp_receiver: OTLPRec
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.endpoint}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
     }
-    result = run(script, env={**env, "OTEL_TRACES_SAMPLER_ARG": "1000000"})
+    result = run("sdk_configurator", env={**env, "OTEL_TRACES_SAMPLER_ARG": "1000000"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ParentBased{root:TraceIDRatioBased{1},")
     assert len(otlp_receiver.spans()) == 20
 
     otlp_receiver.clear()
-    result = run(script, env={**env, "OTEL_TRACES_SAMPLER_ARG": "ten percent"})
+    result = run("sdk_configurator", env={**env, "OTEL_TRACES_SAMPLER_ARG": "ten percent"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ParentBased{root:AlwaysOffSampler,")  # not the SDK's always-on fallback
-    assert "OTEL_TRACES_SAMPLER_ARG='ten percent'" in result.stderr
+    assert "OTEL_TRACES_SAMPLER_ARG" in result.stderr and "'ten percent'" in result.stderr
     assert otlp_receiver.spans() == []
 
 

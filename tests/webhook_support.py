@@ -1,6 +1,6 @@
-"""Test support for the webhook wrappers: example webhooks, real servers, and a fake kube-apiserver.
+"""Test support for the webhook wrappers: example webhooks, real servers, and kube-apiserver's webhook call.
 
-The fake apiserver does what kube-apiserver's dispatcher does (kubernetes-tracing.md §4): a
+``WebhookCaller`` calls a webhook as kube-apiserver's dispatcher does (kubernetes-tracing.md §4): a
 ``Call validating webhook`` span with the apiserver's attributes, an ``HTTP POST`` client span
 inside it, ``traceparent`` injected, and a POST of the AdmissionReview with ``?timeout=10s``.
 """
@@ -234,8 +234,11 @@ class Call:
     client_span_id: str
 
 
-class FakeAPIServer:
-    """Plays kube-apiserver: spans as its dispatcher makes them, exported as service "apiserver"."""
+class WebhookCaller:
+    """Calls a webhook as kube-apiserver does: spans as its dispatcher makes them, service "apiserver".
+
+    Unlike the demo's ``APIServerSimulator`` it sends any bytes, content type and headers (or no
+    ``traceparent``) and returns the raw answer with the ids of its spans, which the tests need."""
 
     def __init__(self, exporter: Any, *, sampled: bool = True) -> None:
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
