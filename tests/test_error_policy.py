@@ -313,23 +313,12 @@ def test_http_protobuf_without_its_exporter_is_one_problem_and_one_line(
 
 @pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
 def test_doctor_reports_a_protocol_it_cannot_honour_once(protocol: str) -> None:
-    import subprocess
+    from subprocess_scripts import run
 
-    code = (
-        "import sys\n"
-        "if sys.argv[1] == 'http/protobuf':\n"
-        "    sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n"
-        "from k8s_otel.cli import main\n"
-        "sys.exit(main(['doctor', '--json', '--timeout', '1']))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, protocol],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol},
-    )
+    # The http/protobuf case runs with the OTLP/HTTP exporter made to look uninstalled.
+    blocked = "opentelemetry.exporter.otlp.proto.http" if protocol == "http/protobuf" else "no_such_module"
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    result = run("without", blocked, "cli", "doctor", "--json", "--timeout", "1", env=env)
     findings = [f["message"] for f in json.loads(result.stdout)["findings"]]
     assert len([m for m in findings if m.startswith("OTLP protocol")]) == 1, findings
 
@@ -668,3 +657,30 @@ def test_the_kopf_instrumentor_never_raises_into_a_handler(
     finally:
         instrumentor.uninstrument()
     assert calls == [0]  # called once: kopf never saw a failure
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "unset", "1.5"])
+def test_a_bad_span_attribute_count_limit_is_a_problem_not_an_import_crash(value: str) -> None:
+    # The SDK reads this one variable when opentelemetry.sdk.trace is imported, and raises.
+    from subprocess_scripts import run
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+    env["OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"] = value
+    stock = run("probes", "sdk_alone", env=env)
+    assert stock.returncode != 0 and "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in stock.stderr  # the trap is real
+    ours = run("probes", "configure_under_env", env=env)
+    assert ours.returncode == 0, ours.stderr
+    problems = json.loads(ours.stdout.splitlines()[-1])
+    assert len([p for p in problems if "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in p]) == 1
+    assert len([line for line in ours.stderr.splitlines() if "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in line]) == 1
+
+
+@pytest.mark.parametrize("value", ["", " 7 ", "+3", "0"])
+def test_a_good_span_attribute_count_limit_is_no_problem(value: str) -> None:
+    from subprocess_scripts import run
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "K8S_OTEL_"))}
+    env["OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"] = value
+    ours = run("probes", "configure_under_env", env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert [p for p in json.loads(ours.stdout.splitlines()[-1]) if "LIMIT" in p] == []

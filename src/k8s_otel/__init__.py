@@ -12,8 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from k8s_otel._lazy import lazy_exports
+from k8s_otel._sdk_import import import_sdk_despite_a_bad_limit
 
 __version__ = "0.1.0"
+
+import_sdk_despite_a_bad_limit()  # a bad OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT is a settings problem, not a crash
 
 __all__ = [
     "AlreadyConfiguredError",

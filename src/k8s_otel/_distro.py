@@ -19,7 +19,9 @@ import logging
 import os
 from typing import Any, Optional
 
+from opentelemetry.environment_variables import OTEL_PROPAGATORS
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
+from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONFIGURATOR
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from k8s_otel._attributes import TELEMETRY_AUTO_VERSION
@@ -30,9 +32,7 @@ _logger = logging.getLogger("k8s_otel.distro")
 
 DISTRO_NAME = "k8s"
 CONFIGURATOR_NAME = "k8s"
-_CONFIGURATOR_ENV = "OTEL_PYTHON_CONFIGURATOR"
 _CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
-_PROPAGATORS_ENV = "OTEL_PROPAGATORS"
 
 
 class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package ships no type hints
@@ -43,7 +43,7 @@ class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        os.environ.setdefault(_CONFIGURATOR_ENV, CONFIGURATOR_NAME)
+        os.environ.setdefault(OTEL_PYTHON_CONFIGURATOR, CONFIGURATOR_NAME)
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         """The contrib logging instrumentation keeps its log handler but leaves the fields to us.
@@ -101,7 +101,7 @@ def _configure_from_environment(auto_instrumentation_version: Optional[str]) -> 
 
 def _install_propagator() -> None:
     """``OTEL_PROPAGATORS`` keeps its meaning; unset, the Kubernetes components' propagation."""
-    if os.environ.get(_PROPAGATORS_ENV, "").strip():
+    if os.environ.get(OTEL_PROPAGATORS, "").strip():
         return  # opentelemetry.propagate built it from the variable at import
     from opentelemetry.propagate import set_global_textmap
 

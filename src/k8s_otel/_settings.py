@@ -22,11 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar, Union
 
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
+    OTEL_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
     OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
     OTEL_EXPORTER_OTLP_CERTIFICATE,
     OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
     OTEL_EXPORTER_OTLP_CLIENT_KEY,
@@ -45,8 +49,13 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_INSECURE,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,
     OTEL_SDK_DISABLED,
     OTEL_SERVICE_NAME,
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_SPAN_EVENT_COUNT_LIMIT,
+    OTEL_SPAN_LINK_COUNT_LIMIT,
     OTEL_TRACES_SAMPLER,
     OTEL_TRACES_SAMPLER_ARG,
 )
@@ -71,6 +80,7 @@ from k8s_otel._sampling import (
     sampler_advice,
     validate_sampling_rate_per_million,
 )
+from k8s_otel._sdk_import import is_bad_limit
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -95,14 +105,14 @@ SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 _TRUE, _FALSE = "true", "false"
 SPAN_LIMIT_ENVS = (
-    "OTEL_ATTRIBUTE_COUNT_LIMIT",
-    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
-    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-    "OTEL_SPAN_EVENT_COUNT_LIMIT",
-    "OTEL_SPAN_LINK_COUNT_LIMIT",
-    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
-    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    OTEL_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_SPAN_EVENT_COUNT_LIMIT,
+    OTEL_SPAN_LINK_COUNT_LIMIT,
+    OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,
 )
 """The SDK's span limit variables: ``SpanLimits()`` raises for a value that is not a non-negative integer."""
 
@@ -473,7 +483,7 @@ def _check_span_limits(r: _Resolver) -> None:
     """The SDK raises for a bad span limit variable; here it is a problem like any other."""
     for name in SPAN_LIMIT_ENVS:
         value = r.environ.get(name)
-        if value is None or value.strip().lower() in ("", "unset") or value.strip().isdigit():
+        if value is None or not is_bad_limit(value):
             continue
         r.problem(
             f"{name}: Invalid value: {_quoted(value)}: must be a non-negative integer; "
@@ -483,7 +493,7 @@ def _check_span_limits(r: _Resolver) -> None:
 
 def _check_traces_exporter(r: _Resolver) -> None:
     """``configure()`` always exports over OTLP: another ``OTEL_TRACES_EXPORTER`` is reported, not obeyed."""
-    value, name = r.env("OTEL_TRACES_EXPORTER")
+    value, name = r.env(OTEL_TRACES_EXPORTER)
     if value is not None and value.lower() != "otlp":
         r.problem(
             f"{name}={excerpt(value)} is not used: k8s_otel.configure() always exports traces over OTLP "

@@ -24,7 +24,11 @@ from typing import Any, Callable, Optional, Union
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.environment_variables import OTEL_EXPERIMENTAL_RESOURCE_DETECTORS
+from opentelemetry.sdk.environment_variables import (
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_EXPERIMENTAL_RESOURCE_DETECTORS,
+    OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+)
 from opentelemetry.sdk.resources import Resource, get_aggregated_resources
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -288,8 +292,8 @@ _SDK_COUNT_LIMIT = 128  # the SDK's default for every count limit
 
 def _span_limits() -> SpanLimits:
     try:
-        if os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") or os.environ.get(
-            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+        if os.environ.get(OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT) or os.environ.get(
+            OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT
         ):
             return SpanLimits()  # the SDK reads the variables itself
         return SpanLimits(max_attribute_length=DEFAULT_ATTRIBUTE_VALUE_LENGTH)

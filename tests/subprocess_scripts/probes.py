@@ -72,9 +72,36 @@ def serve_stamp(cert: str, key: str) -> None:
     print("stopped", flush=True)
 
 
+def sdk_alone() -> None:
+    """Import the SDK's tracing package with no k8s_otel: what a stock app meets."""
+    import opentelemetry.sdk.trace  # noqa: F401
+
+    print("imported")
+
+
+def configure_under_env() -> None:
+    """configure() and one span under the environment; prints the problems as JSON."""
+    import k8s_otel
+
+    handle = k8s_otel.configure(install=False, endpoint="127.0.0.1:1", sampling_rate_per_million=1_000_000)
+    with handle.tracer_provider.get_tracer("probe").start_as_current_span("s") as span:
+        span.set_attribute("a", 1)
+    handle.shutdown(0.1)
+    print(json.dumps(list(handle.settings.problems)))
+
+
 SCENARIOS: dict[str, Callable[..., None]] = {
     f.__name__: f
-    for f in (yaml_import, log_levels, global_propagator, sdk_resource, webhook_imports, serve_stamp)
+    for f in (
+        yaml_import,
+        log_levels,
+        global_propagator,
+        sdk_resource,
+        webhook_imports,
+        serve_stamp,
+        sdk_alone,
+        configure_under_env,
+    )
 }
 
 

@@ -509,9 +509,11 @@ def parser() -> Any:
 
 def run(options: Any) -> int:
     """Configure tracing from the environment, then serve ``options`` (from ``add_arguments``)."""
+    from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
+
     import k8s_otel
 
     # K8S_OTEL_TRACING_CONFIG and the OTEL_* variables apply; OTEL_SERVICE_NAME names the service.
-    k8s_otel.configure(service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "k8s-otel-stamp")
+    k8s_otel.configure(service_name=None if os.environ.get(OTEL_SERVICE_NAME) else "k8s-otel-stamp")
     serve_https(options.host, options.port, options.cert, options.key, path=options.path)
     return 0
