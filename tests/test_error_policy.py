@@ -684,3 +684,51 @@ def test_a_good_span_attribute_count_limit_is_no_problem(value: str) -> None:
     ours = run("probes", "configure_under_env", env=env)
     assert ours.returncode == 0, ours.stderr
     assert [p for p in json.loads(ours.stdout.splitlines()[-1]) if "LIMIT" in p] == []
+
+
+def _wrong_types() -> dict[str, Callable[[], object]]:
+    import k8s_otel.instrumentation
+    import k8s_otel.objects
+    import k8s_otel.webhook
+
+    def app(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    return {
+        "SampledParentBudget(rate)": lambda: k8s_otel.SampledParentBudget("many"),  # type: ignore[arg-type]
+        "load_tracing_configuration(path)": lambda: k8s_otel.load_tracing_configuration(123),  # type: ignore[arg-type]
+        "KopfInstrumentor tracer_provider": lambda: k8s_otel.instrumentation.KopfInstrumentor().instrument(
+            tracer_provider=5
+        ),
+        "KopfInstrumentor record_exception_messages": lambda: (
+            k8s_otel.instrumentation.KopfInstrumentor().instrument(record_exception_messages="yes")
+        ),
+        "KubernetesClientInstrumentor tracer_provider": lambda: (
+            k8s_otel.instrumentation.KubernetesClientInstrumentor().instrument(tracer_provider=5)
+        ),
+        "KubernetesClientInstrumentor inject_object_context": lambda: (
+            k8s_otel.instrumentation.KubernetesClientInstrumentor().instrument(inject_object_context="yes")
+        ),
+        "instrument_flask_app(app)": lambda: k8s_otel.webhook.instrument_flask_app(5),  # type: ignore[arg-type]
+        "instrument_fastapi_app(app)": lambda: k8s_otel.webhook.instrument_fastapi_app(5),
+        "WSGIMiddleware tracer_provider": lambda: k8s_otel.webhook.WSGIMiddleware(app, tracer_provider=5),  # type: ignore[arg-type]
+        "start_reconcile_span tracer_provider": lambda: k8s_otel.objects.start_reconcile_span(
+            "reconcile",
+            {},
+            tracer_provider=5,  # type: ignore[arg-type]
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_wrong_types()))
+def test_an_argument_of_the_wrong_type_raises_an_invalid_argument_error(case: str) -> None:
+    with pytest.raises(k8s_otel.InvalidArgumentError) as caught:
+        _wrong_types()[case]()
+    assert isinstance(caught.value, k8s_otel.K8sOtelError)
+    assert caught.value.argument is not None and caught.value.argument in str(caught.value)
+
+
+def test_a_hand_built_configuration_with_a_string_rate_is_a_validation_error_not_a_crash() -> None:
+    config = k8s_otel.TracingConfiguration(sampling_rate_per_million="1000")  # type: ignore[arg-type]
+    [error] = k8s_otel.validate_tracing_configuration(config)
+    assert "samplingRatePerMillion" in error

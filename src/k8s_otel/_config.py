@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Optional, Union
 
 from k8s_otel import _gourl
-from k8s_otel._exceptions import K8sOtelError
+from k8s_otel._exceptions import InvalidArgumentError, K8sOtelError
 from k8s_otel._files import NotRegularFileError, read_regular_file
 from k8s_otel._redact import MAX_EXCERPT, REDACTED, excerpt, looks_like_credential, split_userinfo
 from k8s_otel._sampling import sampling_rate_errors
@@ -363,7 +363,17 @@ def load_tracing_configuration(path: Union[str, os.PathLike[str]]) -> TracingCon
     Userinfo in a valid endpoint is dropped (``userinfo_dropped``), so nothing that prints the
     result can show it.
     """
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"load_tracing_configuration(): path must be a str or os.PathLike, not a {type(path).__name__}",
+            argument="path",
+        ) from None
+    if isinstance(path, bytes):
+        raise InvalidArgumentError(
+            "load_tracing_configuration(): path must be a str, not bytes", argument="path"
+        )
     if path == "":
         raise TracingConfigurationError("tracing config file was empty", path=path, reason="read")
     config = parse_tracing_configuration(_read(path), path=path)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["InvalidArgumentError", "K8sOtelError", "MissingExtraError"]
+__all__ = [
+    "InvalidArgumentError",
+    "K8sOtelError",
+    "MissingExtraError",
+    "check_optional_bool",
+    "check_tracer_provider",
+]
 
 
 class K8sOtelError(Exception):
@@ -36,3 +42,21 @@ class MissingExtraError(K8sOtelError, ModuleNotFoundError):
 
     A ``ModuleNotFoundError``, so ``except ImportError`` still catches it; ``name`` is the missing module.
     """
+
+
+def check_tracer_provider(value: object, where: str, argument: str = "tracer_provider") -> None:
+    """The one check of a ``tracer_provider`` argument: a TracerProvider (anything with ``get_tracer``) or None."""
+    if value is not None and not callable(getattr(value, "get_tracer", None)):
+        raise InvalidArgumentError(
+            f"{where}: {argument} must be a TracerProvider or None, not a {type(value).__name__}",
+            argument=argument,
+        )
+
+
+def check_optional_bool(value: object, where: str, argument: str) -> None:
+    """The one check of a flag argument that may be left to its environment variable: True, False or None."""
+    if value is not None and not isinstance(value, bool):
+        raise InvalidArgumentError(
+            f"{where}: {argument} must be True, False or None, not a {type(value).__name__}",
+            argument=argument,
+        )

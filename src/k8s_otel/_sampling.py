@@ -60,6 +60,8 @@ def sampling_rate_errors(rate: int, field_path: str = RATE_FIELD) -> list[str]:
     The one place the range is decided: TracingConfiguration files, arguments, the sampler and the
     environment all come here, so every path refuses the same rates with kube-apiserver's words.
     """
+    if isinstance(rate, bool) or not isinstance(rate, int):  # a hand-built TracingConfiguration
+        return [f"{field_path}: Invalid value: {rate!r}: sampling rate per million must be an integer"]
     errors = []
     if rate < 0:
         errors.append(f"{field_path}: Invalid value: {rate}: sampling rate must be positive")

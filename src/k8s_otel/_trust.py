@@ -65,6 +65,12 @@ class SampledParentBudget:
     """
 
     def __init__(self, rate: float, burst: Optional[float] = None) -> None:
+        for argument, value in (("rate", rate), ("burst", burst)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InvalidArgumentError(
+                    f"a sampled-parent budget's {argument} must be a number, not a {type(value).__name__}",
+                    argument=argument,
+                )
         if not rate >= 0:  # also refuses NaN
             raise InvalidArgumentError(
                 f"a sampled-parent budget must be a rate >= 0 per second, not {rate!r}"

@@ -40,6 +40,7 @@ from k8s_otel._attributes import (
     OBJECT_UID,
 )
 from k8s_otel._errors import bounded, record_error, record_messages_from_env
+from k8s_otel._exceptions import check_tracer_provider
 from k8s_otel._propagation import BAGGAGE, TRACEPARENT, TRACESTATE, extract_from_values, inject
 
 __all__ = [
@@ -371,6 +372,7 @@ def _tracer(
         last_provider, last_tracer = _last
         if last_provider() is tracer_provider:  # a controller has one provider: the usual case
             return last_tracer
+        check_tracer_provider(tracer_provider, "start_reconcile_span()")
         try:
             found = _TRACERS.get(tracer_provider)
             if found is None:

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from k8s_otel._exceptions import check_optional_bool, check_tracer_provider
 from k8s_otel._extras import missing_extra
 from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
 
@@ -509,6 +510,12 @@ class KopfInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         import kopf
         from kopf._core.actions import execution
 
+        check_tracer_provider(kwargs.get("tracer_provider"), "KopfInstrumentor().instrument()")
+        check_optional_bool(
+            kwargs.get("record_exception_messages"),
+            "KopfInstrumentor().instrument()",
+            "record_exception_messages",
+        )
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
         annotation = kwargs.get("traceparent_annotation")
         if annotation is not None:

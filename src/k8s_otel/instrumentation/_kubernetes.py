@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
+from k8s_otel._exceptions import check_optional_bool, check_tracer_provider
 from k8s_otel._extras import missing_extra
 from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
 
@@ -173,6 +174,12 @@ class KubernetesClientInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
 
     def _instrument(self, **kwargs: Any) -> None:
+        check_tracer_provider(kwargs.get("tracer_provider"), "KubernetesClientInstrumentor().instrument()")
+        check_optional_bool(
+            kwargs.get("inject_object_context"),
+            "KubernetesClientInstrumentor().instrument()",
+            "inject_object_context",
+        )
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=kwargs.get("tracer_provider"))
         stamp = kwargs.get("inject_object_context")
         stamp = _inject_object_context_from_env() if stamp is None else bool(stamp)

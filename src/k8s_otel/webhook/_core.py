@@ -60,7 +60,7 @@ from k8s_otel._attributes import (
     WEBHOOK_TYPE,
 )
 from k8s_otel._errors import MAX_ATTRIBUTE_LENGTH, bounded, record_error, record_messages_from_env
-from k8s_otel._exceptions import InvalidArgumentError
+from k8s_otel._exceptions import InvalidArgumentError, check_tracer_provider
 from k8s_otel._propagation import extract_from_values
 from k8s_otel._trust import Caller, TrustArgument, TrustPolicy
 
@@ -161,6 +161,7 @@ class WebhookOptions:
     fast_reader: bool = True
 
     def __post_init__(self) -> None:
+        check_tracer_provider(self.tracer_provider, "webhook options")
         if self.webhook_type is not None and self.webhook_type not in WEBHOOK_TYPES:
             raise InvalidArgumentError(
                 f"webhook_type must be 'validating', 'mutating' or None, not {self.webhook_type!r}"

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from opentelemetry import trace
 
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._trust import TrustArgument
 from k8s_otel.webhook._asgi import ASGIMiddleware
 from k8s_otel.webhook._core import DEFAULT_MAX_BODY_BYTES, PathFilter, WebhookOptions
@@ -41,6 +42,11 @@ def instrument_fastapi_app(
     ours replaces it (it carries the admission attributes), so FastAPI's tracing is switched off
     here: one SERVER span per request. Its metrics and logs are left as they are.
     """
+    if not callable(getattr(app, "add_middleware", None)):
+        raise InvalidArgumentError(
+            f"instrument_fastapi_app(): app must be a FastAPI or Starlette app, not a {type(app).__name__}",
+            argument="app",
+        )
     options = WebhookOptions(
         tracer_provider=tracer_provider,
         trust=trust,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
+from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._extras import missing_extra
 
 try:
@@ -55,6 +56,10 @@ def instrument_flask_app(
     Returns None and instruments in place, as contrib's ``FlaskInstrumentor.instrument_app``
     does; a second call on the same app logs a warning and changes nothing.
     """
+    if not callable(getattr(app, "wsgi_app", None)):
+        raise InvalidArgumentError(
+            f"instrument_flask_app(): app must be a Flask app, not a {type(app).__name__}", argument="app"
+        )
     if getattr(app, _INSTRUMENTED, False):
         _logger.warning("k8s_otel: this Flask app is already instrumented; left as it is")
         return
