@@ -732,3 +732,25 @@ def test_a_hand_built_configuration_with_a_string_rate_is_a_validation_error_not
     config = k8s_otel.TracingConfiguration(sampling_rate_per_million="1000")  # type: ignore[arg-type]
     [error] = k8s_otel.validate_tracing_configuration(config)
     assert "samplingRatePerMillion" in error
+
+
+def test_an_unreadable_tls_file_is_one_problem_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Secret mounted 0600 for another user. These tests run as root, who reads any file, so the
+    # permission check itself is what is made to fail (the one thing that cannot run here).
+    certificate = tmp_path / "ca.pem"
+    certificate.write_text("not read")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(certificate) and real_access(path, mode))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(certificate))
+    with caplog.at_level(logging.DEBUG):
+        handle = k8s_otel.configure(install=False, sampling_rate_per_million=1_000_000)
+    try:
+        with handle.tracer_provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        handle.force_flush(1)  # the exporter reads the TLS files when it first exports
+        assert len([p for p in handle.settings.problems if "ca.pem" in p]) == 1, handle.settings.problems
+        assert len(_mentioning(caplog.records, "ca.pem")) == 1, caplog.text
+    finally:
+        handle.shutdown(0)

@@ -122,8 +122,8 @@ class ForkSafeExporter(SpanExporter):
 
 
 def _read(path: Optional[str]) -> Optional[bytes]:
-    if not path or not os.path.isfile(path):
-        return None  # missing, or not a regular file: settings.problems says so already
+    if not path or not os.path.isfile(path) or not os.access(path, os.R_OK):
+        return None  # missing, not a regular file or unreadable: settings.problems says so already
     try:  # a FIFO or a device never blocks the export thread
         return read_regular_file(path, 1 << 20)[: 1 << 20]
     except OSError as error:

@@ -339,6 +339,8 @@ def _resolve_tls_file(r: _Resolver, *names: str) -> Setting[Optional[str]]:
         return Setting(None, "default")
     if not os.path.isfile(value):
         r.problem(f"{name}: file {value[:200]!r} does not exist or is not a file")  # a path, not a secret
+    elif not os.access(value, os.R_OK):  # e.g. a Secret mounted 0600 for another user
+        r.problem(f"{name}: file {value[:200]!r} cannot be read by this process (permissions)")
     return Setting(value, "env", name)
 
 
