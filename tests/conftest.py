@@ -29,6 +29,8 @@ def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("OTEL_", "K8S_OTEL_")) or name in in_pod:
             monkeypatch.delenv(name, raising=False)
     # The sampled-parent budget is per process: each test starts with a full one, read from its env.
+    from k8s_otel._env import forget_reported
     from k8s_otel._trust import reset_process_budget
 
     reset_process_budget()
+    forget_reported()  # an adapter's bad boolean variable is warned about once per process

@@ -9,7 +9,6 @@ and the stack frames are recorded; the message is opt-in (``K8S_OTEL_RECORD_EXCE
 
 from __future__ import annotations
 
-import os
 import traceback
 from typing import Any, Optional
 
@@ -22,6 +21,7 @@ from k8s_otel._attributes import (
     EXCEPTION_STACKTRACE,
     EXCEPTION_TYPE,
 )
+from k8s_otel._env import env_flag
 
 __all__ = [
     "MAX_ATTRIBUTE_LENGTH",
@@ -45,7 +45,7 @@ _MAX_CHAIN = 8
 
 def record_messages_from_env() -> bool:
     """Whether ``K8S_OTEL_RECORD_EXCEPTION_MESSAGES`` opts in to recording exception messages."""
-    return os.environ.get(RECORD_MESSAGES_ENV, "").strip().lower() == "true"
+    return env_flag(RECORD_MESSAGES_ENV, "exception messages are not recorded")
 
 
 def bounded(value: str, limit: int = MAX_ATTRIBUTE_LENGTH) -> str:

@@ -10,7 +10,6 @@ trace ids at rates below 489 per million; a Python webhook must agree with the a
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from typing import Callable, Optional
@@ -21,6 +20,7 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from k8s_otel._env import env_flag
 from k8s_otel._exceptions import InvalidArgumentError
 
 __all__ = [
@@ -304,14 +304,9 @@ def _deprecated_rate(rate: Optional[int], deprecated: dict[str, Optional[int]]) 
 def sample_linked_from_env() -> bool:
     """``K8S_OTEL_SAMPLE_LINKED``: ``true`` turns ``sample_linked`` on; unset or ``false`` leaves it off.
 
-    Any other value is logged and means off (the OTel rule for boolean variables).
+    Any other value is logged once and means off (the OTel rule for boolean variables, ``_env``).
     """
-    value = os.environ.get(SAMPLE_LINKED_ENV, "").strip().lower()
-    if value not in ("", "true", "false"):
-        _logger.warning(
-            "k8s_otel: %s=%r is not true or false; sampling by links stays off", SAMPLE_LINKED_ENV, value[:40]
-        )
-    return value == "true"
+    return env_flag(SAMPLE_LINKED_ENV, "sampling by links stays off")
 
 
 def per_million_sampler_from_env(arg: object = None) -> Sampler:

@@ -63,6 +63,7 @@ from opentelemetry.sdk.environment_variables import (
 from k8s_otel import _endpoint
 from k8s_otel._config import TracingConfiguration, TracingConfigurationError, load_tracing_configuration
 from k8s_otel._endpoint import GRPC, HTTP_PROTOBUF, grpc_target
+from k8s_otel._env import parse_flag
 from k8s_otel._exceptions import InvalidArgumentError
 from k8s_otel._headers import (
     HeaderPairs,
@@ -103,7 +104,6 @@ T = TypeVar("T")
 CONFIG_FILE_ENV = "K8S_OTEL_TRACING_CONFIG"
 SHUTDOWN_TIMEOUT_ENV = "K8S_OTEL_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
-_TRUE, _FALSE = "true", "false"
 SPAN_LIMIT_ENVS = (
     OTEL_ATTRIBUTE_COUNT_LIMIT,
     OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
@@ -211,8 +211,9 @@ class _Resolver:
         value, name = self.env(*names)
         if value is None:
             return None
-        if value.lower() in (_TRUE, _FALSE):
-            return Setting(value.lower() == _TRUE, "env", name)
+        flag = parse_flag(value)
+        if flag is not None:
+            return Setting(flag, "env", name)
         self.problem(f"{name}: Invalid value: {_quoted(value)}: must be true or false; ignored")
         return None
 

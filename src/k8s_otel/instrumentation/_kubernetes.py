@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from collections.abc import Collection
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
+from k8s_otel._env import env_flag
 from k8s_otel._exceptions import check_optional_bool, check_tracer_provider
 from k8s_otel._extras import missing_extra
 from k8s_otel.instrumentation._wrapt import wrap_function_wrapper
@@ -139,14 +139,7 @@ def _rewrites_dict_json_patches(function: Callable[..., Any]) -> bool:
 
 
 def _inject_object_context_from_env() -> bool:
-    value = os.environ.get(INJECT_OBJECT_CONTEXT_ENV, "").strip().lower()
-    if value not in ("", "true", "false"):
-        _logger.warning(
-            "k8s_otel: %s=%r is not true or false; objects are not stamped",
-            INJECT_OBJECT_CONTEXT_ENV,
-            value[:40],
-        )
-    return value == "true"
+    return env_flag(INJECT_OBJECT_CONTEXT_ENV, "objects are not stamped")
 
 
 class KubernetesClientInstrumentor(BaseInstrumentor):  # type: ignore[misc]
