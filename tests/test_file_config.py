@@ -104,7 +104,9 @@ def test_the_check_names_every_problem(tmp_path: Path) -> None:
         """,
     )
     report = check_config_file(path, environ={})
-    assert len(report.problems) == 4, report.problems
+    # Four of ours; with opentelemetry-configuration installed, the SDK's schema check adds its own.
+    ours = [problem for problem in report.problems if "configuration schema" not in problem]
+    assert len(ours) == 4, report.problems
 
     def named(*tokens: str) -> bool:
         return any(all(token in problem for token in tokens) for problem in report.problems)
