@@ -805,3 +805,20 @@ def test_unsampled_streams_under_werkzeug_keep_the_apiservers_trace(
         quiet.provider.shutdown()
     assert call.body == b"{{{{}"
     assert seen == [call.trace_id] * 5  # not five new traces started by the sampler
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "name"),
+    [
+        ("POST", "/validate", "POST /validate"),
+        ("POST", None, "POST"),
+        ("GET", "/healthz/{probe}", "GET /healthz/{probe}"),  # a matched route
+        ("GET", None, "GET"),  # a path alone is not a GET's target: unbounded cardinality
+        ("BREW", "/pot", "HTTP /pot"),  # a method the convention does not know
+        ("POST", "/" + "v" * 500, "POST /" + "v" * 127),
+    ],
+)
+def test_one_span_name_rule_for_every_entry_point(method: str, target: str | None, name: str) -> None:
+    from k8s_otel.webhook._core import span_name
+
+    assert span_name(method, target) == name

@@ -12,7 +12,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel._admission import ReviewRequest
-from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
+from k8s_otel._attributes import PROBLEMS
 from k8s_otel._trust import Caller
 from k8s_otel.webhook._core import (
     NOT_READ,
@@ -20,6 +20,7 @@ from k8s_otel.webhook._core import (
     detach,
     http_server_attributes,
     is_recording,
+    name_after_route,
 )
 from k8s_otel.webhook._tls import asgi_client_subject
 
@@ -182,11 +183,9 @@ def _name_after_route(span: trace.Span, scope: Scope, method: str) -> None:
     """Starlette and FastAPI leave the matched route in the scope: name the span after its template."""
     try:
         path = getattr(scope.get("route"), "path", None)
-        if isinstance(path, str) and path:
-            span.update_name(f"{method} {path[:128]}")
-            span.set_attribute(HTTP_ROUTE, path[:1024])
     except Exception:  # a route object we do not understand: keep the name we have
         return
+    name_after_route(span, method, path)
 
 
 async def _buffer_request(receive: Receive, limit: int) -> tuple[Optional[bytes], deque[Message], bool]:

@@ -71,6 +71,7 @@ __all__ = [
     "WebhookOptions",
     "WebhookTracer",
     "attribute_keys",
+    "name_after_route",
     "span_name",
 ]
 
@@ -98,13 +99,22 @@ _PATTERN_CHARACTERS = frozenset("*?[")
 def span_name(method: str, target: Optional[str]) -> str:
     """The admission span's name, one rule for every entry point: the HTTP server convention.
 
-    ``POST <route or path>`` for a POST with a known target, else the bare method (``POST`` when a
-    handler is called without a path, ``HTTP`` for a method the convention does not know). Webhook
-    paths are few and fixed (``clientConfig.service.path``); a hostile long one is cut.
+    ``<method> <target>``, where the target is the matched route or, for a POST, the path (webhook
+    paths are few and fixed: ``clientConfig.service.path``; a hostile long one is cut); the bare
+    method without one. A method the convention does not know is ``HTTP``.
     """
-    if method == "POST":
-        return f"POST {target[:_MAX_NAME_PATH]}" if target else "POST"
-    return method if method in _KNOWN_METHODS else "HTTP"
+    known = method if method == "POST" or method in _KNOWN_METHODS else "HTTP"
+    return f"{known} {target[:_MAX_NAME_PATH]}" if target else known
+
+
+def name_after_route(span: Span, method: str, route: Any) -> None:
+    """Once the framework has matched a route, name the span after its template. Never raises."""
+    try:
+        if isinstance(route, str) and route:
+            span.update_name(span_name(method, route))
+            span.set_attribute(HTTP_ROUTE, bounded(route))
+    except Exception:  # a broken span: keep the name we have
+        return
 
 
 def path_matcher(paths: PathFilter) -> Optional[Callable[[str], bool]]:
@@ -136,7 +146,7 @@ class WebhookOptions:
     ``WSGIMiddleware``, ``ASGIMiddleware``, ``admission_handler``, ``instrument_flask_app``,
     ``instrument_fastapi_app`` and ``AdmissionInstrumentor.instrument`` each take exactly these as
     keyword arguments and pass them through here, where they are checked (a bad one raises
-    ``ValueError`` naming it, when the app is wrapped, never per request).
+    ``InvalidArgumentError`` naming it, when the app is wrapped, never per request).
 
     - ``tracer_provider``: where the spans go (None: the global provider, looked up on first use);
     - ``trust``: the incoming ``traceparent``'s fate: a ``TrustPolicy``, ``"trust"`` (parent),
@@ -260,7 +270,10 @@ class WebhookTracer:
         incoming = extract_from_values(traceparent, tracestate, baggage)
         parent, links = self.policy.resolve(incoming, caller=caller)
         span = self.tracer.start_span(
-            span_name(method, route or path), context=parent, kind=SpanKind.SERVER, links=links
+            span_name(method, route or (path if method == "POST" else None)),
+            context=parent,
+            kind=SpanKind.SERVER,
+            links=links,
         )
         return span, trace.set_span_in_context(span, parent)
 

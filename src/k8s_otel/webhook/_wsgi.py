@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from k8s_otel._admission import ReviewRequest
-from k8s_otel._attributes import HTTP_ROUTE, PROBLEMS
+from k8s_otel._attributes import PROBLEMS
 from k8s_otel._trust import Caller
 from k8s_otel.webhook._core import (
     NOT_READ,
@@ -19,6 +19,7 @@ from k8s_otel.webhook._core import (
     detach,
     http_server_attributes,
     is_recording,
+    name_after_route,
 )
 from k8s_otel.webhook._tls import wsgi_client_subject
 
@@ -235,12 +236,9 @@ class WSGIMiddleware(WebhookMiddleware):
             return
         try:
             route = route_of(environ)
-            if isinstance(route, str) and route:
-                method = environ.get("REQUEST_METHOD", "")
-                span.update_name(f"{method} {route[:128]}")
-                span.set_attribute(HTTP_ROUTE, route[:1024])
-        except Exception:  # a broken route lookup or span: keep the name we have
+        except Exception:  # a broken route lookup: keep the name we have
             return
+        name_after_route(span, environ.get("REQUEST_METHOD", ""), route)
 
     def _traced(
         self,
