@@ -888,7 +888,7 @@ def test_the_docs_list_every_attribute_key_and_setting() -> None:
         *attributes,
         key.LINK_ANNOTATION,
         instrumentation.TRACEPARENT_ANNOTATION_ENV,
-        instrumentation.DEFAULT_TRACEPARENT_ANNOTATION,
+        "k8s-otel.io/traceparent",  # the older annotation convention, documented as an example
     ]
     assert [key for key in keys if f"`{key}`" not in docs] == []
 

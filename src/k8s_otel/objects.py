@@ -354,6 +354,7 @@ def _type_identity(obj: Any) -> tuple[str, str, dict[str, Any]]:
 # --- reconcile spans ---------------------------------------------------------------------------
 
 
+_GLOBAL_TRACER = trace.ProxyTracer(SCOPE, __version__)
 _TRACERS: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
 _last: tuple[Callable[[], Optional[trace.TracerProvider]], trace.Tracer] = (
     lambda: None,
@@ -366,8 +367,8 @@ def _tracer(
 ) -> trace.Tracer:
     """Our tracer from ``tracer_provider`` (one per provider, kept while it lives), or the global one."""
     if tracer is None:
-        if tracer_provider is None:  # the global provider may be set later: asked every time
-            return trace.get_tracer(SCOPE, __version__)
+        if tracer_provider is None:  # the API's proxy follows the global provider, set now or later
+            return _GLOBAL_TRACER
         global _last
         last_provider, last_tracer = _last
         if last_provider() is tracer_provider:  # a controller has one provider: the usual case

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
@@ -148,11 +149,6 @@ def finish_client_span(span: Span, response: Any = None, error: Optional[BaseExc
         end_span(span)
 
 
-def _current(span: Span) -> Any:
-    """The span made current; errors are recorded by ``finish``, not by ``use_span``."""
-    return trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
-
-
 def sync_call_wrapper(spans: CallSpans) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -162,12 +158,16 @@ def sync_call_wrapper(spans: CallSpans) -> Callable[..., Any]:
         except Exception:
             _logger.debug("k8s_otel: failed to start a client span", exc_info=True)
             return wrapped(*args, **kwargs)
-        with _current(span), suppress_http_instrumentation():
-            try:
+        # The span made current (use_span's work, without its generator); finish records errors.
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            with suppress_http_instrumentation():
                 response = wrapped(*args, **kwargs)
-            except BaseException as error:
-                spans.finish(span, error=error)
-                raise
+        except BaseException as error:
+            spans.finish(span, error=error)
+            raise
+        finally:
+            otel_context.detach(token)
         spans.finish(span, response)
         return response
 
@@ -183,12 +183,16 @@ def async_call_wrapper(spans: CallSpans) -> Callable[..., Any]:
         except Exception:
             _logger.debug("k8s_otel: failed to start a client span", exc_info=True)
             return await wrapped(*args, **kwargs)
-        with _current(span), suppress_http_instrumentation():
-            try:
+        # The span made current (use_span's work, without its generator); finish records errors.
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            with suppress_http_instrumentation():
                 response = await wrapped(*args, **kwargs)
-            except BaseException as error:
-                spans.finish(span, error=error)
-                raise
+        except BaseException as error:
+            spans.finish(span, error=error)
+            raise
+        finally:
+            otel_context.detach(token)
         spans.finish(span, response)
         return response
 

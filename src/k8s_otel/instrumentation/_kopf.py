@@ -74,7 +74,6 @@ from k8s_otel.instrumentation._client import (
 from k8s_otel.objects import TRACEPARENT_ANNOTATION, object_identity
 
 __all__ = [
-    "DEFAULT_TRACEPARENT_ANNOTATION",
     "TRACEPARENT_ANNOTATION_ENV",
     "KopfInstrumentor",
     "check_annotation_name",
@@ -84,7 +83,6 @@ _logger = logging.getLogger("k8s_otel.instrumentation.kopf")
 SCOPE = "k8s_otel.instrumentation.kopf"
 
 TRACEPARENT_ANNOTATION_ENV = "K8S_OTEL_KOPF_TRACEPARENT_ANNOTATION"
-DEFAULT_TRACEPARENT_ANNOTATION = "k8s-otel.io/traceparent"
 
 # Span attribute keys are in k8s_otel._attributes: the object's identity as every adapter gives it
 # (objects.object_identity), the kopf-specific ones namespaced ``kopf.``.
