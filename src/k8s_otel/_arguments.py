@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
 
-from k8s_otel._exceptions import InvalidArgumentError
+from k8s_otel._exceptions import InvalidArgumentError, check_optional_bool
 from k8s_otel._headers import normalise_headers
 from k8s_otel._redact import excerpt
 from k8s_otel._sampling import validate_sampling_rate_per_million
@@ -32,11 +32,6 @@ def _bad(argument: str, problem: str) -> InvalidArgumentError:
 
 def _type_name(value: object) -> str:
     return type(value).__name__
-
-
-def _check_optional_bool(argument: str, value: object) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise _bad(argument, f"must be True, False or None, not a {_type_name(value)}")
 
 
 def _check_endpoint(endpoint: object) -> None:
@@ -175,10 +170,10 @@ def check_configure_arguments(
     _check_text("service_name", service_name)
     _check_resource(resource)
     _check_headers(headers)
-    _check_optional_bool("insecure", insecure)
+    check_optional_bool(insecure, "k8s_otel.configure()", "insecure")
     _check_protocol(protocol)
     _check_shutdown_timeout(shutdown_timeout)
     if not isinstance(install, bool):
         raise _bad("install", f"must be True or False, not a {_type_name(install)}")
-    _check_optional_bool("log_correlation", log_correlation)
-    _check_optional_bool("sample_linked", sample_linked)
+    check_optional_bool(log_correlation, "k8s_otel.configure()", "log_correlation")
+    check_optional_bool(sample_linked, "k8s_otel.configure()", "sample_linked")

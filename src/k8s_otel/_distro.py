@@ -23,8 +23,13 @@ from opentelemetry.environment_variables import OTEL_PROPAGATORS
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # untyped module
 from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONFIGURATOR
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.environment_variables import (
+    _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED as _LOGGING_AUTO_INSTRUMENTATION_ENV,
+)
 
 from k8s_otel._attributes import TELEMETRY_AUTO_VERSION
+from k8s_otel._env import env_flag
+from k8s_otel._file_config import CONFIG_FILE_ENV
 
 __all__ = ["CONFIGURATOR_NAME", "DISTRO_NAME", "KubernetesConfigurator", "KubernetesDistro"]
 
@@ -32,7 +37,6 @@ _logger = logging.getLogger("k8s_otel.distro")
 
 DISTRO_NAME = "k8s"
 CONFIGURATOR_NAME = "k8s"
-_CONFIG_FILE_ENV = "OTEL_CONFIG_FILE"
 
 
 class KubernetesDistro(BaseDistro):  # type: ignore[misc]  # the contrib package ships no type hints
@@ -66,7 +70,7 @@ class KubernetesConfigurator(_OTelSDKConfigurator):
     """Runs ``k8s_otel.configure()`` from the environment; the SDK's file configuration if asked for."""
 
     def _configure(self, **kwargs: Any) -> None:
-        if os.environ.get(_CONFIG_FILE_ENV):
+        if os.environ.get(CONFIG_FILE_ENV):
             # The declarative file replaces every variable, ours included: the SDK reads it, and
             # k8s-otel takes part through its entry points (sampler, detector, propagator).
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
@@ -120,7 +124,7 @@ def _init_metrics_and_logs(resource: Any) -> None:
 
     metric_names = sdk_configuration._get_exporter_names("metrics")
     log_names = sdk_configuration._get_exporter_names("logs")
-    handler = os.getenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
+    handler = env_flag(_LOGGING_AUTO_INSTRUMENTATION_ENV, "the SDK's log handler is not installed")
     if not metric_names and not log_names and not handler:
         return
     try:

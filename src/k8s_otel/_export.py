@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Union
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from k8s_otel._errors import exception_type
@@ -315,9 +314,6 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
                         processor.ledger.watch_queue(lambda: len(child_queue))
 
             os.register_at_fork(after_in_child=after_in_child)
-
-    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
-        return None
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context

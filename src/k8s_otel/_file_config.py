@@ -35,6 +35,7 @@ from k8s_otel._sampling import (
     parse_sampling_rate_per_million,
     validate_sampling_rate_per_million,
 )
+from k8s_otel._settings import CONFIG_FILE_ENV as TRACING_CONFIG_FILE_ENV
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -48,7 +49,7 @@ __all__ = [
 _logger = logging.getLogger("k8s_otel.file_config")
 
 RATE_ENV = "K8S_OTEL_SAMPLING_RATE_PER_MILLION"
-TRACING_CONFIG_ENV = "K8S_OTEL_TRACING_CONFIG"
+TRACING_CONFIG_ENV = TRACING_CONFIG_FILE_ENV  # configure()'s own variable, read here as it reads it
 CONFIG_FILE_ENV = (
     "OTEL_CONFIG_FILE"  # the SDK names it only from 1.43 (opentelemetry.sdk.environment_variables)
 )

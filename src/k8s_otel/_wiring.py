@@ -53,7 +53,6 @@ __all__ = ["AlreadyConfiguredError", "ExportStatistics", "TracingHandle", "confi
 
 _logger = logging.getLogger("k8s_otel.wiring")
 
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 """Seconds that exit and SIGTERM give the exporter by default: well inside the default 30 s grace period."""
 
 
